@@ -1,0 +1,41 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to the dataprotection.databases collection
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Test session setup.
+
+Makes the checkout importable as ``ansible_collections.dataprotection.databases``
+(a symlink tree in a temporary directory, also handed to ansible-playbook runs
+through ``COLLECTIONS_ROOT``) and loads the fixtures that start real servers.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+import sys
+import tempfile
+
+TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
+CHECKOUT = os.path.dirname(TESTS_DIR)
+
+
+def _collections_root():
+    """Return a directory holding ansible_collections/dataprotection/databases -> checkout."""
+    parent = os.path.dirname(CHECKOUT)
+    if os.path.basename(parent) == "dataprotection" and os.path.basename(os.path.dirname(os.path.dirname(parent))) == "ansible_collections":
+        return os.path.dirname(os.path.dirname(parent))
+    root = tempfile.mkdtemp(prefix="dp-collections-")
+    os.makedirs(os.path.join(root, "ansible_collections", "dataprotection"))
+    os.symlink(CHECKOUT, os.path.join(root, "ansible_collections", "dataprotection", "databases"))
+    return root
+
+
+COLLECTIONS_ROOT = os.environ.get("DP_COLLECTIONS_ROOT") or _collections_root()
+os.environ["DP_COLLECTIONS_ROOT"] = COLLECTIONS_ROOT
+if COLLECTIONS_ROOT not in sys.path:
+    sys.path.insert(0, COLLECTIONS_ROOT)
+if TESTS_DIR not in sys.path:
+    sys.path.insert(0, TESTS_DIR)
+
+pytest_plugins = ["harness.dbservers", "harness.s3server"]
