@@ -1,0 +1,48 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to the dataprotection.databases collection
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Argument specs shared by every module (documented once in doc_fragments/repo.py)."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from copy import deepcopy
+
+from ansible.module_utils.basic import env_fallback
+
+REPO_OPTIONS = dict(
+    type=dict(type="str", default="local", choices=["local", "s3"]),
+    path=dict(type="path"),
+    bucket=dict(type="str"),
+    prefix=dict(type="str", default=""),
+    endpoint_url=dict(type="str"),
+    region=dict(type="str", fallback=(env_fallback, ["AWS_REGION", "AWS_DEFAULT_REGION"])),
+    access_key=dict(type="str", no_log=False, fallback=(env_fallback, ["AWS_ACCESS_KEY_ID"])),
+    secret_key=dict(type="str", no_log=True, fallback=(env_fallback, ["AWS_SECRET_ACCESS_KEY"])),
+    session_token=dict(type="str", no_log=True, fallback=(env_fallback, ["AWS_SESSION_TOKEN"])),
+    ca_bundle=dict(type="path"),
+    validate_certs=dict(type="bool", default=True),
+    addressing_style=dict(type="str", default="auto", choices=["auto", "path", "virtual"]),
+    encryption_key=dict(type="str", no_log=True, fallback=(env_fallback, ["DATAPROTECTION_ENCRYPTION_KEY"])),
+    part_size_mb=dict(type="int", default=16),
+    max_concurrency=dict(type="int", default=4),
+)
+
+REPO_ARGUMENT_SPEC = dict(
+    repo=dict(
+        type="dict",
+        required=True,
+        options=REPO_OPTIONS,
+        required_if=[("type", "local", ["path"]), ("type", "s3", ["bucket"])],
+    ),
+)
+
+CLUSTER_ARGUMENT_SPEC = dict(cluster=dict(type="str", required=True))
+
+
+def repo_argument_spec(**extra):
+    """The shared ``repo`` option plus a module's own options."""
+    spec = deepcopy(REPO_ARGUMENT_SPEC)
+    spec.update(extra)
+    return spec
