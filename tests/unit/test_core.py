@@ -1,0 +1,182 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to the dataprotection.databases collection
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Times, manifests, the catalog's windows, leases and the support matrix."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import datetime
+import json
+import os
+import re
+
+import pytest
+
+from ansible_collections.dataprotection.databases.plugins.module_utils import catalog, locking, manifest, matrix, transfer
+from ansible_collections.dataprotection.databases.plugins.module_utils.errors import (
+    ConfigError,
+    IntegrityError,
+    LeaseHeld,
+    RepositoryError,
+    UnsupportedError,
+)
+from ansible_collections.dataprotection.databases.plugins.module_utils.repository import LocalRepo
+from ansible_collections.dataprotection.databases.plugins.module_utils.timeutil import UTC, format_time, parse_time
+
+CHECKOUT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def t(text):
+    return parse_time(text)
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("2026-11-25T10:00:00Z", "2026-11-25T10:00:00Z"),
+    ("2026-11-25T11:00:00+01:00", "2026-11-25T10:00:00Z"),
+    ("2026-11-25T05:30:00-0430", "2026-11-25T10:00:00Z"),
+    ("2026-11-25 10:00:00", "2026-11-25T10:00:00Z"),
+    ("2026-11-25T10:00", "2026-11-25T10:00:00Z"),
+    ("2026-11-25T10:00:00.250Z", "2026-11-25T10:00:00.25Z"),
+    ("2026-11-25", "2026-11-25T00:00:00Z"),
+])
+def test_parse_time(text, expected):
+    assert format_time(parse_time(text)) == expected
+
+
+@pytest.mark.parametrize("text", ["yesterday", "2026-13-01T00:00:00Z", "2026-11-25T25:00:00Z", "2026-11-25T10:00:00+25:00", "", None])
+def test_parse_time_refuses_malformed(text):
+    with pytest.raises(ConfigError) as err:
+        parse_time(text, "restore_time")
+    assert "restore_time" in str(err.value)
+
+
+def _manifest(cluster, backup_id, end, engine="postgresql", method="pg-basebackup", labels=None):
+    return {
+        "backup_id": backup_id, "cluster": cluster, "engine": engine, "method": method, "type": "full",
+        "start_time": end, "end_time": end, "objects": [], "labels": labels or {},
+    }
+
+
+def test_backup_ids_sort_by_time():
+    early = manifest.new_backup_id("db1", "pg-basebackup", datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC))
+    late = manifest.new_backup_id("db1", "pg-basebackup", datetime.datetime(2026, 11, 2, 3, 4, 5, tzinfo=UTC))
+    assert early == "db1-pg-basebackup-20260102030405"
+    assert sorted([late, early]) == [early, late]
+
+
+@pytest.mark.parametrize("name", ["", "-db", "db/x", "a" * 64, "db name", "../x"])
+def test_bad_cluster_names(name):
+    with pytest.raises(ConfigError):
+        manifest.check_cluster(name)
+
+
+def test_manifest_is_written_last_and_never_replaced(tmp_path):
+    repo = LocalRepo({"path": str(tmp_path)})
+    m = _manifest("db1", "db1-pg-basebackup-20261125100000", "2026-11-25T10:00:00Z")
+    record = transfer.store_stream(repo, manifest.backup_prefix("db1", m["backup_id"]) + "base.tar", "base.tar", [b"x" * 10], "none")
+    manifests, incomplete = catalog.scan_cluster(repo, "db1")
+    assert manifests == [] and incomplete[0]["backup_id"] == m["backup_id"] and incomplete[0]["bytes"] == 10
+    m["objects"] = [record]
+    manifest.write_manifest(repo, m)
+    manifests, incomplete = catalog.scan_cluster(repo, "db1")
+    assert [x["backup_id"] for x in manifests] == [m["backup_id"]] and incomplete == []
+    assert manifests[0]["size"] == 10
+    with pytest.raises(RepositoryError):
+        manifest.write_manifest(repo, dict(m))
+
+
+def test_damaged_manifest_is_listed_as_incomplete(tmp_path):
+    repo = LocalRepo({"path": str(tmp_path)})
+    repo.put_bytes("db1/backups/db1-x-20260101000000/manifest.json", b"{not json")
+    manifests, incomplete = catalog.scan_cluster(repo, "db1")
+    assert manifests == [] and "not valid JSON" in incomplete[0]["error"]
+    with pytest.raises(IntegrityError):
+        manifest.parse_manifest(json.dumps({"backup_id": "x"}).encode(), "m")
+
+
+def test_filters():
+    m = _manifest("db1", "a", "2026-11-25T10:00:00Z", labels={"env": "prod"})
+    assert catalog.matches(m, engine="postgresql", method="pg-basebackup", labels={"env": "prod"})
+    assert not catalog.matches(m, engine="mysql")
+    assert not catalog.matches(m, labels={"env": "dev"})
+    assert catalog.matches(m, since=t("2026-11-25T10:00:00Z"), until=t("2026-11-25T10:00:00Z"))
+    assert not catalog.matches(m, since=t("2026-11-25T10:00:01Z"))
+    assert not catalog.matches(m, until=t("2026-11-25T09:59:59Z"))
+
+
+def test_windows_open_at_a_covered_base_and_split_at_gaps():
+    bases = [
+        _manifest("db1", "b0", "2026-11-01T00:00:00Z"),  # before any log: by id only
+        _manifest("db1", "b1", "2026-11-10T00:00:00Z"),
+        _manifest("db1", "b2", "2026-11-12T00:00:00Z"),
+        _manifest("db1", "b3", "2026-11-20T00:00:00Z"),
+    ]
+    chains = [
+        {"start": t("2026-11-09T00:00:00Z"), "end": t("2026-11-15T00:00:00Z")},
+        # gap from the 15th to the 18th
+        {"start": t("2026-11-18T00:00:00Z"), "end": t("2026-11-19T00:00:00Z")},  # no base inside: no window
+        {"start": t("2026-11-19T12:00:00Z"), "end": t("2026-11-25T00:00:00Z")},
+    ]
+    windows = catalog.compute_windows(bases, chains)
+    assert windows == [
+        {"start": "2026-11-10T00:00:00Z", "end": "2026-11-15T00:00:00Z", "base_backups": ["b2", "b1"]},
+        {"start": "2026-11-20T00:00:00Z", "end": "2026-11-25T00:00:00Z", "base_backups": ["b3"]},
+    ]
+    assert catalog.compute_windows(bases, []) == []
+
+
+def test_lease_excludes_a_second_writer_and_expires(tmp_path):
+    repo = LocalRepo({"path": str(tmp_path)})
+    first = locking.Lease(repo, "db1", "backup db1-x").acquire()
+    with pytest.raises(LeaseHeld) as err:
+        locking.Lease(repo, "db1", "backup db1-y").acquire()
+    assert "backup db1-x" in str(err.value) and "db1/locks/writer.lease" in str(err.value)
+    first.renew()
+    first.release()
+    assert repo.stat("db1/locks/writer.lease") is None
+    stale = locking.Lease(repo, "db1", "crashed run", ttl=-1).acquire()
+    taker = locking.Lease(repo, "db1", "next run").acquire()
+    assert taker.current()["purpose"] == "next run"
+    with pytest.raises(LeaseHeld):
+        stale.renew()
+    stale.release()  # must not remove the new holder's lease
+    assert taker.current()["token"] == taker.token
+    taker.release()
+
+
+def test_matrix_never_lacks_a_seed_cell():
+    for engine in matrix.ENGINES:
+        derived = matrix.features(engine)
+        for feature, seeded in matrix.SEED[engine].items():
+            if seeded:
+                assert derived[feature], "%s lacks %s" % (engine, feature)
+
+
+def test_matrix_refuses_what_the_seed_does_not_offer():
+    for engine, feature in [("redis", "pitr"), ("redis", "log"), ("prometheus", "compression"), ("qdrant", "pitr")]:
+        with pytest.raises(UnsupportedError) as err:
+            matrix.check_feature(engine, feature)
+        assert engine in str(err.value) and "Engines with %s" % feature in str(err.value)
+    with pytest.raises(UnsupportedError) as err:
+        matrix.check_method("redis", "wal-archive")
+    assert "datafile" in str(err.value)
+    with pytest.raises(UnsupportedError):
+        matrix.check_engine("oracle")
+
+
+def test_planned_methods_are_refused_until_implemented():
+    for engine in matrix.ENGINES:
+        for method in matrix.METHODS[engine]:
+            if method not in matrix.implemented_methods(engine):
+                with pytest.raises(UnsupportedError) as err:
+                    matrix.check_method(engine, method)
+                assert "not implemented" in str(err.value)
+
+
+def test_readme_matrix_is_generated_from_the_code():
+    readme = open(os.path.join(CHECKOUT, "README.md")).read()
+    block = re.search(r"<!-- support-matrix:start -->\n(.*?)<!-- support-matrix:end -->", readme, re.S)
+    assert block, "README.md lacks the support-matrix markers"
+    assert block.group(1) == matrix.markdown_table(), "README's matrix differs; regenerate it with scripts/gen-matrix"
