@@ -93,6 +93,10 @@ def write_manifest(repo, manifest):
     validate(manifest)
     manifest.setdefault("manifest_version", MANIFEST_VERSION)
     manifest["size"], manifest["stored_size"] = totals(manifest["objects"])
+    for field in ("compression", "encryption"):
+        values = set(o.get(field) for o in manifest["objects"])
+        if len(values) == 1:
+            manifest.setdefault(field, values.pop())
     data = json.dumps(manifest, indent=2, sort_keys=True).encode("utf-8") + b"\n"
     key = manifest_key(manifest["cluster"], manifest["backup_id"])
     try:
