@@ -180,3 +180,28 @@ def test_readme_matrix_is_generated_from_the_code():
     block = re.search(r"<!-- support-matrix:start -->\n(.*?)<!-- support-matrix:end -->", readme, re.S)
     assert block, "README.md lacks the support-matrix markers"
     assert block.group(1) == matrix.markdown_table(), "README's matrix differs; regenerate it with scripts/gen-matrix"
+
+
+CORE_MODULES = ("errors", "repository", "repository_s3", "crypto", "transfer", "repoconfig", "manifest", "catalog",
+                "locking", "timeutil", "matrix", "repoadmin", "engines")
+
+
+def test_core_imports_without_ansible():
+    """The host command runs the core without Ansible: nothing below the glue may import it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "class Block(object):\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'ansible' or name.startswith('ansible.'):\n"
+        "            raise ImportError('ansible is not importable here: ' + name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "for name in %r:\n"
+        "    __import__('ansible_collections.dataprotection.databases.plugins.module_utils.' + name)\n"
+        "print('ok')\n" % (CORE_MODULES,)
+    )
+    env = dict(os.environ, PYTHONPATH=os.environ["DP_COLLECTIONS_ROOT"])
+    proc = subprocess.run([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
