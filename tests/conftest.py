@@ -12,7 +12,9 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 
@@ -26,6 +28,7 @@ def _collections_root():
     if os.path.basename(parent) == "dataprotection" and os.path.basename(os.path.dirname(os.path.dirname(parent))) == "ansible_collections":
         return os.path.dirname(os.path.dirname(parent))
     root = tempfile.mkdtemp(prefix="dp-collections-")
+    atexit.register(shutil.rmtree, root, True)
     os.makedirs(os.path.join(root, "ansible_collections", "dataprotection"))
     os.symlink(CHECKOUT, os.path.join(root, "ansible_collections", "dataprotection", "databases"))
     return root
