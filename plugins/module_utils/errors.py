@@ -75,7 +75,7 @@ class FormatVersionError(RepositoryError):
     kind = "format_version"
 
 
-class BucketMissing(RepositoryError):
+class BucketMissing(RepositoryNotFound):
     kind = "bucket_missing"
 
 

@@ -77,6 +77,9 @@ MAX_CONCURRENCY = 64
 DEFAULT_CONNECT_TIMEOUT = 10
 DEFAULT_READ_TIMEOUT = 60
 DEFAULT_MAX_ATTEMPTS = 10
+# Checking the bucket is the first request a task makes: a wrong endpoint
+# should fail in seconds, not after the full retry budget.
+CHECK_ATTEMPTS = 3
 DELETE_BATCH = 1000
 READ_ATTEMPTS = 3
 MASK = "********"
@@ -273,9 +276,10 @@ def _target(spec, key=None):
 
 
 def _credential_source(spec):
+    """Who the request was signed as, for hints."""
     if spec.get("access_key"):
-        return "repo.access_key %s with repo.secret_key" % spec["access_key"]
-    return "the credentials boto3 found in its chain (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, profile, instance role)"
+        return "access key %s (repo.access_key)" % spec["access_key"]
+    return "the access key boto3 found in its credential chain (AWS_ACCESS_KEY_ID, AWS_PROFILE / ~/.aws/credentials, instance role)"
 
 
 def _expected_region(message, headers, error):
@@ -345,11 +349,11 @@ def classify_s3_error(code, status, message, op, spec, key=None, headers=None, e
         elif code == "InvalidToken":
             hint = "repo.session_token (or AWS_SESSION_TOKEN) is not valid for these credentials; set a current one or remove it"
         elif code == "SignatureDoesNotMatch":
-            hint = "The secret key does not match %s: check repo.secret_key (or AWS_SECRET_ACCESS_KEY)" % _credential_source(spec)
+            hint = "The secret key does not belong to %s: check repo.secret_key (or AWS_SECRET_ACCESS_KEY)" % _credential_source(spec)
         else:
-            hint = "The endpoint does not know %s: check repo.access_key (or AWS_ACCESS_KEY_ID)%s" % (
+            hint = "The store does not know %s: check repo.access_key (or AWS_ACCESS_KEY_ID)%s" % (
                 _credential_source(spec),
-                " and that repo.endpoint_url is the store these keys belong to" if spec.get("endpoint_url") else "",
+                ", and that repo.endpoint_url is the store the key belongs to" if spec.get("endpoint_url") else "",
             )
         return InvalidCredentials("%s: %s (%s)" % (what, message, code), hint=hint, **details)
     region = _expected_region(message, headers, error)
@@ -396,6 +400,8 @@ def classify_s3_error(code, status, message, op, spec, key=None, headers=None, e
                 _resource_arn(spec, op, key),
                 _credential_source(spec),
             )
+            if op in ("head_bucket", "create_bucket"):
+                hint += "; if the bucket belongs to another account, choose another repo.bucket"
             if code == "403":
                 # HEAD responses carry no error code.
                 hint += "; S3 also answers 403 when the access key or secret key is wrong"
@@ -491,8 +497,8 @@ def s3_error(exc, op, spec, key=None):
                 )
             else:
                 hint = (
-                    "Set repo.ca_bundle to the PEM file of the CA that issued the server's certificate, "
-                    "or validate_certs: false for testing only"
+                    "Set repo.ca_bundle to the PEM file of the CA that issued the server's certificate (without it the "
+                    "system CAs, or AWS_CA_BUNDLE when set, are used), or validate_certs: false for testing only"
                 )
             return TLSVerificationFailed("%s: TLS certificate verification failed for %s: %s" % (what, endpoint, text), hint=hint, **details)
         return TLSVerificationFailed(
@@ -525,11 +531,10 @@ def s3_error(exc, op, spec, key=None):
             **details
         )
     if isinstance(exc, (exceptions.ConnectionError, exceptions.HTTPClientError, exceptions.IncompleteReadError)):
-        return EndpointUnreachable(
-            "%s: the connection to %s failed: %s" % (what, endpoint, text),
-            hint="Check the network path to the endpoint (proxies, load balancers closing idle connections) and retry",
-            **details
-        )
+        hint = "Check the network path to the endpoint (proxies, load balancers closing idle connections) and retry"
+        if isinstance(exc, exceptions.ConnectionClosedError) and (spec.get("endpoint_url") or "").startswith("http://"):
+            hint = "If the endpoint serves HTTPS on that port, use https:// in repo.endpoint_url; otherwise check the network path"
+        return EndpointUnreachable("%s: the connection to %s failed: %s" % (what, endpoint, text), hint=hint, **details)
     if isinstance(exc, exceptions.ParamValidationError):
         return ConfigError("%s: %s" % (what, text), hint="Check repo.bucket and repo.prefix", **details)
     if isinstance(exc, exceptions.BotoCoreError):
@@ -885,12 +890,13 @@ class _S3Reader(io.RawIOBase):
             return
         self._size = total
         first = min(part, total)
+        # Start the read-ahead before taking in the first part.
+        self._next = first
+        self._schedule()
         try:
             self._chunk = self._read_body(response, first)
         except _ShortRead:
             self._chunk = self._fetch(0, first)
-        self._next = first
-        self._schedule()
 
     def _call_get(self, **kwargs):
         try:
@@ -1122,14 +1128,15 @@ class S3Repo(Repo):
         return s3_error(exc, op, self.spec, key)
 
     def location_exists(self):
+        client = get_client(dict(self.spec, max_attempts=min(CHECK_ATTEMPTS, self.spec["max_attempts"])))
         try:
-            self.client.head_bucket(Bucket=self.bucket)
+            client.head_bucket(Bucket=self.bucket)
         except Exception as exc:  # pylint: disable=broad-except
             code, status = _error_code(exc)
             if code in ("404", "NoSuchBucket", "NotFound") or status == 404:
                 return False
             raise self._probe(
-                "head_bucket", exc, lambda: self.client.list_objects_v2(Bucket=self.bucket, MaxKeys=1, Prefix=self.prefix)
+                "head_bucket", exc, lambda: client.list_objects_v2(Bucket=self.bucket, MaxKeys=1, Prefix=self.prefix)
             )
         return True
 
@@ -1137,8 +1144,9 @@ class S3Repo(Repo):
         if self.location_exists():
             return False
         kwargs = {"Bucket": self.bucket}
-        region = self.spec["region"]
-        if region and region != US_EAST_1:
+        # The region requests are signed for (repo.region, else AWS_REGION / profile).
+        region = self.spec["region"] or self.client.meta.region_name
+        if region and region not in (US_EAST_1, "aws-global"):
             kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
         try:
             self.client.create_bucket(**kwargs)
