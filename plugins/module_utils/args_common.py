@@ -11,6 +11,8 @@ from copy import deepcopy
 
 from ansible.module_utils.basic import env_fallback
 
+from ansible_collections.dataprotection.databases.plugins.module_utils.matrix import ENGINES  # noqa: F401, pylint: disable=unused-import
+
 REPO_OPTIONS = dict(
     type=dict(type="str", default="local", choices=["local", "s3"]),
     path=dict(type="path"),
@@ -44,5 +46,25 @@ CLUSTER_ARGUMENT_SPEC = dict(cluster=dict(type="str", required=True))
 def repo_argument_spec(**extra):
     """The shared ``repo`` option plus a module's own options."""
     spec = deepcopy(REPO_ARGUMENT_SPEC)
+    spec.update(extra)
+    return spec
+
+CONNECTION_OPTIONS = dict(
+    host=dict(type="str"),
+    port=dict(type="int"),
+    user=dict(type="str"),
+    password=dict(type="str", no_log=True),
+    socket=dict(type="path"),
+    database=dict(type="str"),
+    bin_dir=dict(type="path"),
+)
+
+CONNECTION_ARGUMENT_SPEC = dict(connection=dict(type="dict", default={}, options=CONNECTION_OPTIONS))
+
+
+def engine_argument_spec(**extra):
+    """``repo``, ``cluster`` and ``connection`` plus a module's own options."""
+    spec = repo_argument_spec(**deepcopy(CLUSTER_ARGUMENT_SPEC))
+    spec.update(deepcopy(CONNECTION_ARGUMENT_SPEC))
     spec.update(extra)
     return spec

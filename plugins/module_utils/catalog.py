@@ -4,9 +4,8 @@
 """The catalog: what a repository holds, read from the repository alone.
 
 Backups are found by one listing of ``<cluster>/backups/``; a backup exists
-when its manifest does.  Recoverable windows come from the log chains an
-engine reports for a cluster (contiguous runs of log segments) and the
-consistent points of the full backups they start from.
+when its manifest does.  Recoverable windows come from each engine's log
+archive (``engines.windows``).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -20,7 +19,7 @@ from ansible_collections.dataprotection.databases.plugins.module_utils.manifest 
     object_key,
     parse_manifest,
 )
-from ansible_collections.dataprotection.databases.plugins.module_utils.timeutil import format_time, parse_time
+from ansible_collections.dataprotection.databases.plugins.module_utils.timeutil import parse_time
 from ansible_collections.dataprotection.databases.plugins.module_utils.transfer import verify_object
 
 
@@ -88,31 +87,6 @@ def matches(manifest, engine=None, method=None, since=None, until=None, labels=N
             if str(have.get(key)) != str(value):
                 return False
     return True
-
-
-def compute_windows(bases, chains):
-    """Recoverable windows from full backups and contiguous log chains.
-
-    ``bases``: manifests (their ``end_time`` is the consistent point).
-    ``chains``: dicts with ``start`` and ``end`` (aware datetimes): runs of log
-    with no gap, as the engine's log index reports them.
-
-    A window opens at the earliest consistent point that a chain covers and
-    closes at the chain's end.  A backup whose consistent point no chain covers
-    is restorable only by id and opens no window.
-    """
-    windows = []
-    for chain in sorted(chains, key=lambda c: c["start"]):
-        covered = [b for b in bases if chain["start"] <= parse_time(b["end_time"]) <= chain["end"]]
-        if not covered:
-            continue
-        first = min(covered, key=lambda b: parse_time(b["end_time"]))
-        windows.append({
-            "start": format_time(parse_time(first["end_time"])),
-            "end": format_time(chain["end"]),
-            "base_backups": [b["backup_id"] for b in newest_first(covered)],
-        })
-    return windows
 
 
 def verify_backup(repo, manifest, master_key=None):

@@ -183,6 +183,16 @@ def implemented_methods(engine):
     return tuple(getattr(engine_module(engine), "METHODS", ()))
 
 
+def default_method(engine, kind):
+    """The engine's method of ``kind`` to use when none is named: an implemented one first."""
+    check_engine(engine)
+    names = [m for m, spec in METHODS[engine].items() if spec["kind"] == kind]
+    done = [m for m in names if m in implemented_methods(engine)]
+    if not names:
+        raise UnsupportedError("engine %s has no %s method in the support matrix" % (engine, kind))
+    return (done or names)[0]
+
+
 def features(engine):
     """The engine's feature row, derived from its methods."""
     row = dict((f, False) for f in FEATURES)

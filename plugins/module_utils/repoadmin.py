@@ -227,9 +227,9 @@ def repository_info(spec, cluster=None, filters=None, verify=False):
         checked = {"backups": 0, "objects": 0, "bytes": 0}
         for name in clusters:
             manifests, incomplete = catalog.scan_cluster(repo, name)
-            chains = []
+            found_windows = []
             for engine in sorted(set(m["engine"] for m in manifests)):
-                chains.extend(engines.log_chains(engine, repo, name))
+                found_windows.extend(engines.windows(engine, repo, name, manifests))
             selected = [m for m in catalog.newest_first(manifests) if catalog.matches(m, **filters)]
             for manifest in selected:
                 if verify:
@@ -245,7 +245,7 @@ def repository_info(spec, cluster=None, filters=None, verify=False):
                 "backups": len(manifests),
                 "engines": sorted(set(m["engine"] for m in manifests)),
                 "latest_backup": newest[0]["backup_id"] if newest else None,
-                "windows": catalog.compute_windows(manifests, chains),
+                "windows": found_windows,
                 "incomplete": incomplete,
             })
         backups.sort(key=lambda b: (b["end_time"], b["backup_id"]), reverse=True)

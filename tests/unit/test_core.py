@@ -106,27 +106,6 @@ def test_filters():
     assert not catalog.matches(m, until=t("2026-11-25T09:59:59Z"))
 
 
-def test_windows_open_at_a_covered_base_and_split_at_gaps():
-    bases = [
-        _manifest("db1", "b0", "2026-11-01T00:00:00Z"),  # before any log: by id only
-        _manifest("db1", "b1", "2026-11-10T00:00:00Z"),
-        _manifest("db1", "b2", "2026-11-12T00:00:00Z"),
-        _manifest("db1", "b3", "2026-11-20T00:00:00Z"),
-    ]
-    chains = [
-        {"start": t("2026-11-09T00:00:00Z"), "end": t("2026-11-15T00:00:00Z")},
-        # gap from the 15th to the 18th
-        {"start": t("2026-11-18T00:00:00Z"), "end": t("2026-11-19T00:00:00Z")},  # no base inside: no window
-        {"start": t("2026-11-19T12:00:00Z"), "end": t("2026-11-25T00:00:00Z")},
-    ]
-    windows = catalog.compute_windows(bases, chains)
-    assert windows == [
-        {"start": "2026-11-10T00:00:00Z", "end": "2026-11-15T00:00:00Z", "base_backups": ["b2", "b1"]},
-        {"start": "2026-11-20T00:00:00Z", "end": "2026-11-25T00:00:00Z", "base_backups": ["b3"]},
-    ]
-    assert catalog.compute_windows(bases, []) == []
-
-
 def test_lease_excludes_a_second_writer_and_expires(tmp_path):
     repo = LocalRepo({"path": str(tmp_path)})
     first = locking.Lease(repo, "db1", "backup db1-x").acquire()

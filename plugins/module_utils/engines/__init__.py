@@ -14,8 +14,13 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+from ansible_collections.dataprotection.databases.plugins.module_utils.engines import postgresql
+from ansible_collections.dataprotection.databases.plugins.module_utils.errors import UnsupportedError
+
 # engine name -> implementation module; an engine appears here once implemented.
-REGISTRY = {}
+REGISTRY = {
+    "postgresql": postgresql,
+}
 
 
 def engine_module(engine):
@@ -23,8 +28,19 @@ def engine_module(engine):
     return REGISTRY.get(engine)
 
 
-def log_chains(engine, repo, cluster):
-    """Contiguous log runs of a cluster (dicts with ``start``/``end``), from the engine's log index."""
+def require(engine):
+    """The engine's module, or UnsupportedError when this version implements nothing for it."""
     module = engine_module(engine)
-    reader = getattr(module, "log_chains", None) if module else None
-    return list(reader(repo, cluster)) if reader else []
+    if module is None:
+        raise UnsupportedError(
+            "engine %s is in the support matrix but not implemented in this version of the collection" % engine,
+            hint="Implemented engines: %s" % ", ".join(sorted(REGISTRY)),
+        )
+    return module
+
+
+def windows(engine, repo, cluster, manifests):
+    """Recoverable point-in-time windows of a cluster, from the engine's log archive."""
+    module = engine_module(engine)
+    reader = getattr(module, "windows", None) if module else None
+    return list(reader(repo, cluster, manifests)) if reader else []

@@ -1,0 +1,50 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to the dataprotection.databases collection
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+
+class ModuleDocFragment(object):
+    """The shared O(cluster) and O(connection) options."""
+
+    DOCUMENTATION = r"""
+options:
+  cluster:
+    description:
+      - The name that groups one database's backups and logs in the repository, for example C(orders-db).
+      - 1 to 63 letters, digits, C(.), C(_) or C(-), starting with a letter or digit.
+      - One cluster name belongs to one database for good; a different database under the same name is refused.
+    type: str
+    required: true
+  connection:
+    description:
+      - How to reach the database server. Passwords go to the engine's tools through the environment
+        (E(PGPASSWORD), E(MYSQL_PWD), E(REDISCLI_AUTH)), never on a command line.
+    type: dict
+    default: {}
+    suboptions:
+      host:
+        description: Host name or address of the server. The engine's default (local) when omitted.
+        type: str
+      port:
+        description: TCP port of the server. The engine's default port when omitted.
+        type: int
+      user:
+        description: User to connect as. For PostgreSQL the default is C(postgres).
+        type: str
+      password:
+        description: Password of O(connection.user).
+        type: str
+      socket:
+        description: Unix socket (PostgreSQL - its directory) to connect through instead of TCP.
+        type: path
+      database:
+        description: Database to connect to for queries, where the engine has one.
+        type: str
+      bin_dir:
+        description: Directory of the engine's client tools, when they are not on E(PATH) or in the usual places.
+        type: path
+"""

@@ -1,0 +1,282 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to the dataprotection.databases collection
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""PostgreSQL WAL archive: push (archive_command), index, windows, and fetch for PITR.
+
+Layout under ``<cluster>/logs/wal/``::
+
+    <TLI><LOG>/<SEGMENT>-<sha256>-<first>-<last><ext>     a WAL segment
+    history/<TLI>.history-<sha256><ext>                   a timeline history file
+    other/<NAME>-<sha256><ext>                            .backup / .partial files
+
+``<sha256>`` is the hash of the plain segment; ``<first>``/``<last>`` are the
+commit (or abort) timestamps of the first and last transaction the segment
+holds, in microseconds since the Unix epoch, or ``n`` when it holds none.  The
+names alone index the archive, so one listing gives every segment's time
+range.  A segment name is pushed once: an identical re-push succeeds, a
+different one is refused (it would mean two servers writing one history).
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import datetime
+import hashlib
+import os
+import re
+import struct
+
+from ansible_collections.dataprotection.databases.plugins.module_utils import tools
+from ansible_collections.dataprotection.databases.plugins.module_utils.errors import (
+    ConfigError,
+    EngineError,
+    IntegrityError,
+    ObjectExists,
+    RecoveryWindowError,
+)
+from ansible_collections.dataprotection.databases.plugins.module_utils.manifest import check_cluster
+from ansible_collections.dataprotection.databases.plugins.module_utils.timeutil import UTC, format_time, parse_time
+from ansible_collections.dataprotection.databases.plugins.module_utils.transfer import copy_object_to, object_name, store_stream
+
+SEGMENT = re.compile(r"^[0-9A-F]{24}$")
+HISTORY = re.compile(r"^[0-9A-F]{8}\.history$")
+OTHER = re.compile(r"^[0-9A-F]{24}(\.[0-9A-F]{8}\.backup|\.partial)$")
+STORED = re.compile(r"^(?P<name>[0-9A-F]{24})-(?P<sha>[0-9a-f]{64})-(?P<first>\d+|n)-(?P<last>\d+|n)(?P<ext>(\.zst|\.gz)?(\.enc)?)$")
+STORED_OTHER = re.compile(r"^(?P<name>[0-9A-F.a-z]+?)-(?P<sha>[0-9a-f]{64})(?P<ext>(\.zst|\.gz)?(\.enc)?)$")
+_WALDUMP_TIME = re.compile(r"desc: (?:COMMIT|ABORT|COMMIT_PREPARED|ABORT_PREPARED) (\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(?:\.\d+)?) UTC")
+EPOCH = datetime.datetime(1970, 1, 1, tzinfo=UTC)
+XLP_LONG_HEADER_SYSID = 24
+WAL_SEG_SIZE = 16 * 1024 * 1024
+
+
+def wal_prefix(cluster):
+    return "%s/logs/wal/" % check_cluster(cluster)
+
+
+def _micros(value):
+    return int((value - EPOCH).total_seconds() * 1000000)
+
+
+def _from_micros(value):
+    return EPOCH + datetime.timedelta(microseconds=int(value))
+
+
+def segment_sysid(path):
+    """The system identifier in a segment's long page header."""
+    with open(path, "rb") as handle:
+        header = handle.read(XLP_LONG_HEADER_SYSID + 8)
+    if len(header) < XLP_LONG_HEADER_SYSID + 8:
+        raise IntegrityError("%s is too short to be a WAL segment" % path)
+    return str(struct.unpack("<Q", header[XLP_LONG_HEADER_SYSID:XLP_LONG_HEADER_SYSID + 8])[0])
+
+
+def transaction_times(path, waldump):
+    """First and last commit/abort time in a segment (aware datetimes), or (None, None)."""
+    out, dummy = tools.run([waldump, "-r", "Transaction", path], env={"TZ": "UTC", "PGTZ": "UTC"}, timeout=120, check=False)
+    times = [parse_time(match.replace(" ", "T") + "Z") for match in _WALDUMP_TIME.findall(out)]
+    if not times:
+        return None, None
+    return min(times), max(times)
+
+
+def _sha256_file(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while True:
+            chunk = handle.read(1024 * 1024)
+            if not chunk:
+                return digest.hexdigest()
+            digest.update(chunk)
+
+
+def _directory(name):
+    if SEGMENT.match(name):
+        return name[:16]
+    if HISTORY.match(name):
+        return "history"
+    return "other"
+
+
+def push(repository, cluster, path, system_identifier=None, waldump=None, compression="zstd", level=None):
+    """Archive one WAL file durably; return what was stored.  Safe to repeat."""
+    name = os.path.basename(path)
+    if not (SEGMENT.match(name) or HISTORY.match(name) or OTHER.match(name)):
+        raise ConfigError("%s is not a WAL file name" % name, hint="archive_command must pass %p (the path of the WAL file)")
+    if not os.path.isfile(path):
+        raise ConfigError("WAL file %s does not exist" % path, hint="archive_command runs in the data directory; pass %p")
+    if SEGMENT.match(name) and system_identifier is not None:
+        found = segment_sysid(path)
+        if found != str(system_identifier):
+            raise EngineError(
+                "WAL segment %s belongs to database system %s, but cluster %s belongs to %s" % (name, found, cluster, system_identifier),
+                hint="Another server is archiving into this cluster name; give each database its own cluster",
+            )
+    sha = _sha256_file(path)
+    directory = wal_prefix(cluster) + _directory(name) + "/"
+    repo = repository.repo
+    for info in repo.list(directory + name + "-"):
+        stored = info.key[len(directory):]
+        if stored.split("-")[1] == sha:
+            return {"name": name, "key": info.key, "sha256": sha, "stored": False}
+        if STORED.match(stored) or STORED_OTHER.match(stored):
+            raise IntegrityError(
+                "WAL file %s is already archived in cluster %s with different content" % (name, cluster),
+                hint="Two servers may be archiving into one cluster, or the archive was restored over; "
+                "inspect %s and the server before removing anything" % info.key,
+            )
+    if SEGMENT.match(name):
+        first, last = transaction_times(path, waldump) if waldump else (None, None)
+        base = "%s-%s-%s-%s" % (name, sha, _micros(first) if first else "n", _micros(last) if last else "n")
+    else:
+        base = "%s-%s" % (name, sha)
+    key_name = object_name(base, compression, repository.encrypted)
+    try:
+        with open(path, "rb") as handle:
+            record = store_stream(repo, directory + key_name, key_name, handle, compression, level, repository.master_key, threads=0)
+    except ObjectExists:
+        # A concurrent push of the same file won the race; identical by name (the name holds the hash).
+        return {"name": name, "key": directory + key_name, "sha256": sha, "stored": False}
+    if record["sha256"] != sha:
+        repo.delete(directory + key_name)
+        raise IntegrityError("WAL file %s changed while it was archived" % name, hint="PostgreSQL will retry the archive_command")
+    return {"name": name, "key": directory + key_name, "sha256": sha, "stored": True, "size": record["size"], "stored_size": record["stored_size"]}
+
+
+def _record_for(key, sha):
+    """The record transfer needs to read a stored WAL object (sizes are checked by the hash)."""
+    ext = key[key.index(sha) + 64:]
+    compression = "zstd" if ".zst" in ext else ("gzip" if ".gz" in ext else "none")
+    return {"name": key.rsplit("/", 1)[-1], "size": None, "sha256": sha, "compression": compression,
+            "encryption": "aes-256-gcm" if ext.endswith(".enc") else "none"}
+
+
+def segments(repo, cluster):
+    """Index of archived segments: {timeline: {segno: entry}} from one listing."""
+    prefix = wal_prefix(cluster)
+    index = {}
+    for info in repo.list(prefix):
+        rest = info.key[len(prefix):]
+        if "/" not in rest:
+            continue
+        stored = rest.split("/", 1)[1]
+        match = STORED.match(stored)
+        if not match:
+            continue
+        name = match.group("name")
+        timeline = int(name[:8], 16)
+        segno = int(name[8:16], 16) * (0x100000000 // WAL_SEG_SIZE) + int(name[16:24], 16)
+        index.setdefault(timeline, {})[segno] = {
+            "name": name,
+            "key": info.key,
+            "sha256": match.group("sha"),
+            "first": _from_micros(match.group("first")) if match.group("first") != "n" else None,
+            "last": _from_micros(match.group("last")) if match.group("last") != "n" else None,
+            "stored_size": info.size,
+        }
+    return index
+
+
+def _segno(name):
+    return int(name[8:16], 16) * (0x100000000 // WAL_SEG_SIZE) + int(name[16:24], 16)
+
+
+def chain_from(index, manifest):
+    """Contiguous archived segments after a base backup, and the last transaction time they reach."""
+    positions = manifest.get("positions") or {}
+    stop = positions.get("stop_wal")
+    if not stop:
+        return [], None
+    timeline = int(stop[:8], 16)
+    by_segno = index.get(timeline, {})
+    chain = []
+    segno = _segno(stop)
+    reach = None
+    while segno in by_segno:
+        entry = by_segno[segno]
+        chain.append(entry)
+        if entry["last"] is not None and (reach is None or entry["last"] > reach):
+            reach = entry["last"]
+        segno += 1
+    return chain, reach
+
+
+def windows(repo, cluster, manifests):
+    """Recoverable windows: from a base's consistent point to the last transaction its WAL chain reaches."""
+    index = segments(repo, cluster)
+    spans = []
+    for manifest in manifests:
+        if manifest.get("engine") != "postgresql":
+            continue
+        dummy, reach = chain_from(index, manifest)
+        start = parse_time(manifest["end_time"])
+        if reach is not None and reach > start:
+            spans.append((start, reach, manifest["backup_id"]))
+    spans.sort()
+    merged = []
+    for start, end, backup_id in spans:
+        if merged and start <= merged[-1]["_end"]:
+            merged[-1]["_end"] = max(merged[-1]["_end"], end)
+            merged[-1]["base_backups"].append(backup_id)
+        else:
+            merged.append({"_start": start, "_end": end, "base_backups": [backup_id]})
+    return [{"start": format_time(w["_start"]), "end": format_time(w["_end"]), "base_backups": sorted(w["base_backups"], reverse=True)}
+            for w in merged]
+
+
+def plan_pitr(repo, cluster, manifests, target):
+    """Pick the newest base whose consistent point is <= target and whose chain reaches it; list the WAL to fetch."""
+    index = segments(repo, cluster)
+    candidates = sorted((m for m in manifests if m.get("engine") == "postgresql" and parse_time(m["end_time"]) <= target),
+                        key=lambda m: parse_time(m["end_time"]), reverse=True)
+    for manifest in candidates:
+        chain, reach = chain_from(index, manifest)
+        if reach is None or reach < target:
+            continue
+        needed = []
+        for entry in chain:
+            needed.append(entry)
+            if entry["last"] is not None and entry["last"] > target:
+                break
+        return manifest, needed
+    found = windows(repo, cluster, manifests)
+    raise RecoveryWindowError(
+        "restore_time %s is outside every recoverable window of cluster %s" % (format_time(target), cluster),
+        hint="Recoverable windows: %s" % ("; ".join("%s .. %s" % (w["start"], w["end"]) for w in found) or
+                                          "none (no full backup is followed by archived WAL; enable log_backup and take a full backup)"),
+        windows=found,
+    )
+
+
+def fetch_segments(repository, entries, destination, owner_uid=None, owner_gid=None):
+    """Write archived segments, decoded and checked, into ``destination`` (e.g. pg_wal)."""
+    written = 0
+    for entry in entries:
+        final = os.path.join(destination, entry["name"])
+        tmp = final + ".dp-tmp"
+        with open(tmp, "wb") as handle:
+            copy_object_to(repository.repo, entry["key"], _record_for(entry["key"], entry["sha256"]), handle.write, repository.master_key)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o600)
+        if owner_uid is not None:
+            os.chown(tmp, owner_uid, owner_gid)
+        os.rename(tmp, final)
+        written += 1
+    return written
+
+
+def fetch_one(repository, cluster, name, destination):
+    """restore_command: fetch one WAL file by name into ``destination``; False when not archived."""
+    directory = wal_prefix(cluster) + _directory(name) + "/"
+    for info in repository.repo.list(directory + name + "-"):
+        stored = info.key[len(directory):]
+        match = STORED.match(stored) or STORED_OTHER.match(stored)
+        if not match or match.group("name") != name:
+            continue
+        tmp = destination + ".dp-tmp"
+        with open(tmp, "wb") as handle:
+            copy_object_to(repository.repo, info.key, _record_for(info.key, match.group("sha")), handle.write, repository.master_key)
+        os.rename(tmp, destination)
+        return True
+    return False

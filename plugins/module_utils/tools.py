@@ -1,0 +1,180 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to the dataprotection.databases collection
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Host tools behind one runner.
+
+Binaries are looked up on PATH and in the engine's usual directories; secrets
+go to tools through the environment (PGPASSWORD, MYSQL_PWD, REDISCLI_AUTH),
+never on the command line; a tool that fails raises ToolError with the tail of
+what it printed on stderr.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import glob
+import os
+import subprocess
+import threading
+
+from ansible_collections.dataprotection.databases.plugins.module_utils.errors import MissingDependency, ToolError
+
+STDERR_KEEP = 64 * 1024
+
+
+def find_tool(name, extra_dirs=(), package=None, required=True):
+    """Absolute path of ``name``, searching PATH then ``extra_dirs`` (globs allowed, newest last wins)."""
+    for directory in os.environ.get("PATH", "").split(os.pathsep) + ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"]:
+        candidate = os.path.join(directory, name)
+        if directory and os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    for pattern in extra_dirs:
+        for directory in sorted(glob.glob(pattern), reverse=True):
+            candidate = os.path.join(directory, name)
+            if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+                return candidate
+    if not required:
+        return None
+    raise MissingDependency(
+        "the tool %s is not installed on this host" % name,
+        hint="Install %s on the host that runs the task" % (package or name),
+    )
+
+
+def tool_env(extra=None):
+    env = dict(os.environ)
+    env["LC_ALL"] = "C"
+    env.update(dict((k, v) for k, v in (extra or {}).items() if v is not None))
+    return env
+
+
+def run(argv, env=None, input_data=None, timeout=None, check=True, what=None):
+    """Run a tool to completion; return (stdout, stderr) as text."""
+    try:
+        proc = subprocess.run(
+            argv, env=tool_env(env), input=input_data, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            timeout=timeout, universal_newlines=True,
+        )
+    except subprocess.TimeoutExpired:
+        raise ToolError("%s did not finish within %s seconds" % (what or os.path.basename(argv[0]), timeout))
+    except OSError as exc:
+        raise ToolError("cannot run %s: %s" % (argv[0], exc))
+    if check and proc.returncode != 0:
+        raise ToolError(
+            "%s failed (exit %d): %s" % (what or os.path.basename(argv[0]), proc.returncode, _tail(proc.stderr) or _tail(proc.stdout)),
+            returncode=proc.returncode,
+        )
+    return proc.stdout, proc.stderr
+
+
+def _tail(text, lines=12):
+    text = (text or "").strip()
+    return "\n".join(text.splitlines()[-lines:])
+
+
+class StreamingTool(object):
+    """A tool whose stdout is read as a stream while stderr is collected aside.
+
+    Use as a context manager; ``stdout`` is the binary pipe.  ``finish()``
+    waits for the exit and raises ToolError on failure.
+    """
+
+    def __init__(self, argv, env=None, what=None, cwd=None, stdin=None):
+        self.argv = argv
+        self.what = what or os.path.basename(argv[0])
+        self.stderr_chunks = []
+        self.stderr_size = 0
+        try:
+            self.proc = subprocess.Popen(argv, env=tool_env(env), stdin=subprocess.DEVNULL if stdin is None else stdin,
+                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd, bufsize=0)
+        except OSError as exc:
+            raise ToolError("cannot run %s: %s" % (argv[0], exc))
+        self.stdout = self.proc.stdout
+        self.reader = threading.Thread(target=self._drain_stderr)
+        self.reader.daemon = True
+        self.reader.start()
+
+    def _drain_stderr(self):
+        for line in iter(self.proc.stderr.readline, b""):
+            self.stderr_chunks.append(line)
+            self.stderr_size += len(line)
+            while self.stderr_size > STDERR_KEEP and len(self.stderr_chunks) > 1:
+                self.stderr_size -= len(self.stderr_chunks.pop(0))
+
+    @property
+    def stderr(self):
+        return b"".join(self.stderr_chunks).decode("utf-8", "replace")
+
+    def finish(self, timeout=None):
+        rc = self.proc.wait(timeout)
+        self.reader.join(10)
+        if rc != 0:
+            raise ToolError("%s failed (exit %d): %s" % (self.what, rc, _tail(self.stderr)), returncode=rc)
+        return self.stderr
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.reader.join(10)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None:
+            self.kill()
+        for handle in (self.proc.stdout, self.proc.stderr):
+            try:
+                handle.close()
+            except OSError:
+                pass
+        return False
+
+
+
+class FeedingTool(object):
+    """A tool fed on stdin (e.g. ``tar -x``) while its output is collected aside."""
+
+    def __init__(self, argv, env=None, what=None, cwd=None):
+        self.what = what or os.path.basename(argv[0])
+        try:
+            self.proc = subprocess.Popen(argv, env=tool_env(env), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                         stderr=subprocess.STDOUT, cwd=cwd, bufsize=0)
+        except OSError as exc:
+            raise ToolError("cannot run %s: %s" % (argv[0], exc))
+        self.output = []
+        self.reader = threading.Thread(target=self._drain)
+        self.reader.daemon = True
+        self.reader.start()
+
+    def _drain(self):
+        for line in iter(self.proc.stdout.readline, b""):
+            if len(self.output) < 200:
+                self.output.append(line)
+
+    def write(self, data):
+        try:
+            self.proc.stdin.write(data)
+        except (BrokenPipeError, OSError):
+            self.proc.wait()
+            self.reader.join(10)
+            raise ToolError("%s stopped reading its input (exit %s): %s" % (self.what, self.proc.returncode, self.text()))
+        return len(data)
+
+    def text(self):
+        return _tail(b"".join(self.output).decode("utf-8", "replace"))
+
+    def finish(self, timeout=None):
+        self.proc.stdin.close()
+        rc = self.proc.wait(timeout)
+        self.reader.join(10)
+        if rc != 0:
+            raise ToolError("%s failed (exit %d): %s" % (self.what, rc, self.text()), returncode=rc)
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.reader.join(10)

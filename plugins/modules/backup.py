@@ -1,0 +1,197 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: contributors to the dataprotection.databases collection
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: backup
+short_description: Take a full backup of a database into a repository
+version_added: 1.0.0
+description:
+  - Takes a full backup now with the engine's own tool and streams it into the repository, through hashing,
+    compression and (for an encrypted repository) encryption, with no staging copy on local disk.
+  - The backup's manifest is written last; until it exists the backup does not exist, and a failed backup leaves nothing behind.
+  - Only one writer works on a cluster at a time (a lease in the repository); a second one is refused, naming the first.
+  - "Implemented in this version: O(engine=postgresql) with O(method=pg-basebackup). Other engines and methods of the support
+    matrix are refused with a clear message until they are implemented."
+  - "PostgreSQL: runs C(pg_basebackup -D - -F tar -X fetch -c fast) and records the WAL start and stop points, the timeline,
+    the server version and the system identifier. The server needs C(wal_level=replica) (or C(logical)) and a
+    C(pg_hba.conf) entry allowing replication connections for O(connection.user). Keep enough WAL (C(wal_keep_size), or
+    WAL archiving with M(dataprotection.databases.log_backup)) for the duration of the backup."
+author:
+  - dataprotection.databases contributors
+extends_documentation_fragment:
+  - dataprotection.databases.repo
+  - dataprotection.databases.connection
+attributes:
+  check_mode:
+    support: full
+    details: Connects to the server, checks the tools and the cluster's identity, and returns the plan; writes nothing.
+  diff_mode:
+    support: none
+  platform:
+    platforms: posix
+options:
+  engine:
+    description: The database engine.
+    type: str
+    required: true
+    choices: [postgresql, mysql, mongodb, redis, prometheus, nebula, milvus, qdrant, weaviate]
+  method:
+    description:
+      - The backup method. It must be a full-backup method the support matrix offers for O(engine)
+        (see the C(dataprotection.databases.support_matrix) lookup).
+      - Defaults to the engine's tool method, V(pg-basebackup) for PostgreSQL.
+    type: str
+  compression:
+    description:
+      - Compression of the stored objects. Defaults to V(zstd) where the matrix offers compression for the method, else V(none).
+    type: str
+    choices: [zstd, gzip, none]
+  compression_level:
+    description: Compression level (zstd 1-22, default 3; gzip 1-9, default 6).
+    type: int
+  labels:
+    description: Labels recorded in the manifest, for filtering with M(dataprotection.databases.backup_info). Not secret.
+    type: dict
+    default: {}
+requirements:
+  - zstandard (for V(zstd) compression)
+  - boto3 (for O(repo.type=s3))
+  - cryptography (for encrypted repositories)
+  - "PostgreSQL: C(pg_basebackup) and C(psql) of the server's major version or newer"
+seealso:
+  - module: dataprotection.databases.restore
+  - module: dataprotection.databases.backup_info
+  - module: dataprotection.databases.log_backup
+"""
+
+EXAMPLES = r"""
+- name: Full backup of a local PostgreSQL into an S3 repository
+  dataprotection.databases.backup:
+    repo:
+      type: s3
+      bucket: db-backups
+      region: eu-west-1
+    cluster: orders-db
+    engine: postgresql
+    method: pg-basebackup
+    connection:
+      socket: /var/run/postgresql
+      user: postgres
+    labels:
+      reason: before-upgrade
+  register: result
+
+- name: Show what was stored
+  ansible.builtin.debug:
+    msg: "{{ result.backup.backup_id }}: {{ result.backup.stored_size }} bytes in {{ result.backup.duration_seconds }} s"
+
+- name: Check that a backup could be taken (connects, writes nothing)
+  dataprotection.databases.backup:
+    repo:
+      type: local
+      path: /var/backups/dataprotection
+    cluster: orders-db
+    engine: postgresql
+    connection:
+      host: db1.example.com
+      user: backup
+      password: "{{ vault_pg_backup_password }}"
+  check_mode: true
+"""
+
+RETURN = r"""
+backup:
+  description: The backup that was taken.
+  returned: success, not in check mode
+  type: dict
+  contains:
+    backup_id:
+      description: The backup's id.
+      type: str
+      sample: orders-db-pg-basebackup-20261125100000
+    status:
+      description: V(completed).
+      type: str
+    start_time:
+      description: When the backup started (UTC ISO-8601).
+      type: str
+    end_time:
+      description: The backup's consistent point (UTC ISO-8601).
+      type: str
+    size:
+      description: Bytes backed up, before compression.
+      type: int
+    stored_size:
+      description: Bytes stored in the repository.
+      type: int
+    duration_seconds:
+      description: How long the backup took.
+      type: float
+    throughput_mb_s:
+      description: Backed-up megabytes (10^6 bytes) per second.
+      type: float
+    objects:
+      description: Names of the stored objects.
+      type: list
+      elements: str
+    positions:
+      description: Engine positions of the backup (PostgreSQL - C(start_lsn), C(stop_lsn), C(timeline), C(start_wal), C(stop_wal)).
+      type: dict
+    engine_version:
+      description: Version of the database server.
+      type: str
+plan:
+  description: In check mode, what the backup would do - the server, its version and identity, the tools, compression and encryption.
+  returned: check mode
+  type: dict
+error:
+  description: On failure, the kind of error, its message and a hint saying what to do.
+  returned: failure
+  type: dict
+"""
+
+from ansible_collections.dataprotection.databases.plugins.module_utils.args_common import ENGINES, engine_argument_spec
+from ansible_collections.dataprotection.databases.plugins.module_utils.backup import BackupRequest, run_backup
+from ansible_collections.dataprotection.databases.plugins.module_utils.matrix import default_method
+from ansible_collections.dataprotection.databases.plugins.module_utils.module import DataProtectionModule
+
+
+def run(module):
+    params = module.params
+    request = BackupRequest(
+        engine=params["engine"],
+        method=params["method"] or default_method(params["engine"], "tool"),
+        cluster=params["cluster"],
+        connection=params["connection"],
+        compression=params["compression"],
+        compression_level=params["compression_level"],
+        labels=params["labels"],
+    )
+    result = run_backup(module.repo_spec, request, check_mode=module.check_mode)
+    result.pop("manifest", None)
+    return result
+
+
+def main():
+    module = DataProtectionModule(
+        argument_spec=engine_argument_spec(
+            engine=dict(type="str", required=True, choices=list(ENGINES)),
+            method=dict(type="str"),
+            compression=dict(type="str", choices=["zstd", "gzip", "none"]),
+            compression_level=dict(type="int"),
+            labels=dict(type="dict", default={}),
+        ),
+        supports_check_mode=True,
+    )
+    module.run(run, module)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,233 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: contributors to the dataprotection.databases collection
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: restore
+short_description: Restore a backup set, or restore to a point in time
+version_added: 1.0.0
+description:
+  - Restores a database from the repository into a data directory, either a backup set (O(backup_id)) or to a point in time
+    (O(restore_time)).
+  - For a point-in-time restore the module picks the newest full backup whose consistent point is at or before
+    O(restore_time) and whose archived log chain reaches it without a gap. When no such backup exists it refuses before
+    touching anything and names the recoverable windows.
+  - A non-empty O(data_dir) is refused unless O(force=true); a directory a running server uses is always refused.
+  - If the restore fails half-way, the target is emptied (or removed when the module created it), so no half-restored
+    directory is left that looks usable.
+  - "Implemented in this version: O(engine=postgresql). The data directory gets the right owner and modes, archiving
+    stays off on the restored server (C(archive_mode=off) in C(postgresql.auto.conf)) until
+    M(dataprotection.databases.log_backup) enables it, and for a point in time the WAL up to the target is placed in
+    C(pg_wal) with C(recovery.signal), C(recovery_target_time) and C(recovery_target_action=promote), so that starting
+    PostgreSQL recovers exactly to the target and promotes."
+author:
+  - dataprotection.databases contributors
+extends_documentation_fragment:
+  - dataprotection.databases.repo
+attributes:
+  check_mode:
+    support: full
+    details: Returns the plan (the base backup, the WAL range, the target) and changes nothing.
+  diff_mode:
+    support: none
+  platform:
+    platforms: posix
+options:
+  engine:
+    description: The database engine of the backup.
+    type: str
+    required: true
+    choices: [postgresql, mysql, mongodb, redis, prometheus, nebula, milvus, qdrant, weaviate]
+  cluster:
+    description: The cluster whose backups to restore from.
+    type: str
+    required: true
+  backup_id:
+    description: Restore this backup set. Mutually exclusive with O(restore_time).
+    type: str
+  restore_time:
+    description:
+      - Restore to this moment (ISO-8601; without an offset, UTC), for example V(2026-11-25T10:00:00Z).
+        Mutually exclusive with O(backup_id).
+      - It must lie inside a recoverable window (M(dataprotection.databases.backup_info) lists them).
+    type: str
+  data_dir:
+    description: The directory to restore into. Created when missing.
+    type: path
+    required: true
+  force:
+    description: Replace the contents of a non-empty O(data_dir). The server using it must be stopped.
+    type: bool
+    default: false
+  owner:
+    description: The user that owns the restored files (the user the server runs as).
+    type: str
+    default: postgres
+  group:
+    description: The group of the restored files. The primary group of O(owner) when omitted.
+    type: str
+  start:
+    description:
+      - Start the server on the restored directory and wait until recovery has reached the target and the server
+        has been promoted (accepts writes).
+    type: bool
+    default: false
+  port:
+    description: The port the started server listens on, with O(start=true).
+    type: int
+    default: 5432
+  socket_dir:
+    description: The Unix socket directory of the started server, with O(start=true).
+    type: path
+    default: /tmp
+  wait_timeout:
+    description: Seconds to wait for the started server to finish recovery.
+    type: int
+    default: 300
+  bin_dir:
+    description: Directory of the engine's server tools (for PostgreSQL C(pg_ctl)), when not in the usual places.
+    type: path
+requirements:
+  - tar
+  - "PostgreSQL: the server binaries of the backup's major version, to start the restored server"
+seealso:
+  - module: dataprotection.databases.backup
+  - module: dataprotection.databases.backup_info
+"""
+
+EXAMPLES = r"""
+- name: Restore a backup set into a new data directory
+  dataprotection.databases.restore:
+    repo:
+      type: local
+      path: /var/backups/dataprotection
+    engine: postgresql
+    cluster: orders-db
+    backup_id: orders-db-pg-basebackup-20261125100000
+    data_dir: /var/lib/postgresql/15/restored
+
+- name: Point-in-time restore over a stopped server's directory, then start it
+  dataprotection.databases.restore:
+    repo:
+      type: s3
+      bucket: db-backups
+      encryption_key: "{{ vault_backup_passphrase }}"
+    engine: postgresql
+    cluster: orders-db
+    restore_time: "2026-11-25T09:41:00Z"
+    data_dir: /var/lib/postgresql/15/main
+    force: true
+    start: true
+    port: 5432
+    socket_dir: /var/run/postgresql
+
+- name: See what a point-in-time restore would use
+  dataprotection.databases.restore:
+    repo:
+      type: local
+      path: /var/backups/dataprotection
+    engine: postgresql
+    cluster: orders-db
+    restore_time: "2026-11-25T09:41:00Z"
+    data_dir: /srv/restore
+  check_mode: true
+  register: plan
+"""
+
+RETURN = r"""
+plan:
+  description: The base backup, the target, the WAL range and what the target directory held.
+  returned: always
+  type: dict
+  sample:
+    backup_id: orders-db-pg-basebackup-20261125100000
+    base_end_time: "2026-11-25T10:00:07Z"
+    data_dir: /srv/restore
+    recovery: point-in-time
+    restore_time: "2026-11-25T10:41:00Z"
+    wal: {"segments": 3, "first": "000000010000000000000005", "last": "000000010000000000000007"}
+restored:
+  description: What was restored.
+  returned: success, not in check mode
+  type: dict
+  contains:
+    backup_id:
+      description: The base backup used.
+      type: str
+    data_dir:
+      description: The restored directory.
+      type: str
+    bytes:
+      description: Bytes of the base backup written.
+      type: int
+    wal_segments:
+      description: WAL segments placed for recovery.
+      type: int
+    restore_time:
+      description: The recovery target.
+      type: str
+    server:
+      description: With O(start=true), the started server (port, socket_dir, log) once promoted.
+      type: dict
+error:
+  description: On failure, the kind of error, its message and a hint; for a time outside the windows, C(windows) lists them.
+  returned: failure
+  type: dict
+windows:
+  description: The recoverable windows, when O(restore_time) lies outside all of them.
+  returned: failure
+  type: list
+  elements: dict
+"""
+
+from ansible_collections.dataprotection.databases.plugins.module_utils.args_common import ENGINES
+from ansible_collections.dataprotection.databases.plugins.module_utils.module import DataProtectionModule
+from ansible_collections.dataprotection.databases.plugins.module_utils.restore import RestoreRequest, run_restore
+
+
+def run(module):
+    params = module.params
+    request = RestoreRequest(
+        engine=params["engine"],
+        cluster=params["cluster"],
+        target=params["data_dir"],
+        backup_id=params["backup_id"],
+        restore_time=params["restore_time"],
+        force=params["force"],
+        options=dict((k, params[k]) for k in ("owner", "group", "start", "port", "socket_dir", "wait_timeout", "bin_dir")),
+    )
+    return run_restore(module.repo_spec, request, check_mode=module.check_mode)
+
+
+def main():
+    module = DataProtectionModule(
+        argument_spec=dict(
+            engine=dict(type="str", required=True, choices=list(ENGINES)),
+            cluster=dict(type="str", required=True),
+            backup_id=dict(type="str"),
+            restore_time=dict(type="str"),
+            data_dir=dict(type="path", required=True),
+            force=dict(type="bool", default=False),
+            owner=dict(type="str", default="postgres"),
+            group=dict(type="str"),
+            start=dict(type="bool", default=False),
+            port=dict(type="int", default=5432),
+            socket_dir=dict(type="path", default="/tmp"),
+            wait_timeout=dict(type="int", default=300),
+            bin_dir=dict(type="path"),
+        ),
+        mutually_exclusive=[("backup_id", "restore_time")],
+        required_one_of=[("backup_id", "restore_time")],
+        supports_check_mode=True,
+    )
+    module.run(run, module)
+
+
+if __name__ == "__main__":
+    main()
