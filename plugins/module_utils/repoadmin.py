@@ -98,7 +98,40 @@ def public_checks(checks):
     return [dict((k, v) for k, v in c.items() if k != "error") for c in checks]
 
 
-def ensure_present(spec, create_bucket=False, run_checks=True, check_mode=False, force=False):
+def _ownership(repo, owner, group):
+    """(uid, gid) wanted for a local repository's root, or None when not asked."""
+    if not owner and not group:
+        return None
+    if repo.type != "local":
+        raise ConfigError("owner and group apply to local repositories only", hint="Remove owner/group for repo.type %s" % repo.type)
+    import grp  # pylint: disable=import-outside-toplevel
+    import pwd  # pylint: disable=import-outside-toplevel
+
+    try:
+        entry = pwd.getpwnam(owner) if owner else None
+        gid = grp.getgrnam(group).gr_gid if group else (entry.pw_gid if entry else -1)
+    except KeyError as exc:
+        raise ConfigError("unknown user or group %s" % exc, hint="Create it first, or name an existing one")
+    return (entry.pw_uid if entry else -1, gid)
+
+
+def _owner_differs(repo, wanted):
+    import os  # pylint: disable=import-outside-toplevel
+
+    st = os.stat(repo.root)
+    return (wanted[0] != -1 and st.st_uid != wanted[0]) or (wanted[1] != -1 and st.st_gid != wanted[1])
+
+
+def _chown_repository(repo, wanted):
+    """Give the whole local repository to its owner (what the database server's processes need)."""
+    import os  # pylint: disable=import-outside-toplevel
+
+    for dirpath, dirnames, filenames in os.walk(repo.root):
+        for name in [dirpath] + [os.path.join(dirpath, n) for n in dirnames + filenames]:
+            os.lchown(name, wanted[0], wanted[1])
+
+
+def ensure_present(spec, create_bucket=False, run_checks=True, check_mode=False, force=False, owner=None, group=None):
     """Create the repository if needed and check it.  Returns a result dict.
 
     Raises DataProtectionError (with ``checks`` in its details) when the
@@ -108,6 +141,7 @@ def ensure_present(spec, create_bucket=False, run_checks=True, check_mode=False,
     plan = []
     result = {"changed": False, "created": False, "repo": repo.describe(), "location": repo.location(), "plan": plan, "checks": []}
     try:
+        wanted = _ownership(repo, owner, group)
         exists = repo.location_exists()
         created_location = False
         if not exists:
@@ -120,14 +154,25 @@ def ensure_present(spec, create_bucket=False, run_checks=True, check_mode=False,
             if not check_mode:
                 repo.create_location()
                 created_location = True
+                if wanted is not None:
+                    _chown_repository(repo, wanted)
         config = read_config(repo) if (exists or created_location) else None
         if config is not None:
             crypto.unlock(config.get("encryption"), spec.get("encryption_key"), repo.location())
             result["format"] = public_config(config)
+            if wanted is not None and _owner_differs(repo, wanted):
+                plan.append("change the owner of %s" % repo.location())
+                result["changed"] = True
+                if not check_mode:
+                    _chown_repository(repo, wanted)
             if run_checks:
                 result["checks"] = precheck(repo, write=not check_mode)
             _raise_on_failure(result)
             return result
+        if exists and wanted is not None and _owner_differs(repo, wanted):
+            plan.append("change the owner of %s" % repo.location())
+            if not check_mode:
+                _chown_repository(repo, wanted)
         if exists and not force:
             foreign = next(iter(repo.list("")), None)
             if foreign is not None:

@@ -222,6 +222,7 @@ class _LocalWriter(ObjectWriter):
             fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
         except OSError as exc:
             raise repo.os_error(exc, "create a file in %s" % directory)
+        repo.adopt(self.tmp)
         self.handle = os.fdopen(fd, "wb")
 
     def write(self, data):
@@ -292,6 +293,7 @@ class LocalRepo(Repo):
             )
         self.root = os.path.normpath(path)
         self.spec = spec
+        self._owner = False
 
     def describe(self):
         return {"type": "local", "path": self.root}
@@ -331,13 +333,44 @@ class LocalRepo(Repo):
             )
         return False
 
+    def owner(self):
+        """(uid, gid) new entries get when root writes into a repository another user owns, else None.
+
+        A repository used by a database server's own processes (archive_command
+        runs as the server's user) belongs to that user; entries written by
+        root-run tasks are handed to the same owner so both keep full access.
+        """
+        if self._owner is False:
+            self._owner = None
+            if os.geteuid() == 0:
+                try:
+                    st = os.stat(self.root)
+                except OSError:
+                    self._owner = False
+                    return None
+                if st.st_uid != 0:
+                    self._owner = (st.st_uid, st.st_gid)
+        return self._owner
+
+    def adopt(self, path):
+        owner = self.owner()
+        if owner is not None:
+            os.lchown(path, owner[0], owner[1])
+
     def makedirs(self, directory):
+        missing = []
+        parent = directory
+        while parent.startswith(self.root + os.sep) and not os.path.isdir(parent):
+            missing.append(parent)
+            parent = os.path.dirname(parent)
         try:
             os.makedirs(directory, DIR_MODE)
         except OSError as exc:
             if exc.errno == errno.EEXIST and os.path.isdir(directory):
                 return
             raise self.os_error(exc, "create directory %s" % directory)
+        for path in missing:
+            self.adopt(path)
 
     def create_location(self):
         self.location_exists()

@@ -55,6 +55,15 @@ options:
       - Run the pre-check (write, read, list, delete a probe object). In check mode only the listing is tried.
     type: bool
     default: true
+  owner:
+    description:
+      - With O(repo.type=local), the user that owns the repository directory and everything in it.
+      - Set it to the database server's user (for example C(postgres)) when the server's own processes write into the
+        repository (WAL archiving). Entries that root-run tasks write later are given to the same owner.
+    type: str
+  group:
+    description: With O(repo.type=local), the group of the repository directory and everything in it.
+    type: str
 requirements:
   - boto3 (for O(repo.type=s3))
   - cryptography (for O(repo.encryption_key))
@@ -68,6 +77,14 @@ EXAMPLES = r"""
     repo:
       type: local
       path: /var/backups/dataprotection
+
+- name: A local repository that PostgreSQL's archive_command writes into
+  dataprotection.databases.backup_repo:
+    repo:
+      type: local
+      path: /var/backups/dataprotection
+    owner: postgres
+    group: postgres
 
 - name: Create an encrypted repository in a MinIO bucket, creating the bucket
   dataprotection.databases.backup_repo:
@@ -180,6 +197,8 @@ def run(module):
             run_checks=params["checks"],
             check_mode=module.check_mode,
             force=params["force"],
+            owner=params["owner"],
+            group=params["group"],
         )
         before, after = {"exists": not result["changed"]}, {"exists": True}
     if module._diff:
@@ -194,6 +213,8 @@ def main():
             create_bucket=dict(type="bool", default=False),
             force=dict(type="bool", default=False),
             checks=dict(type="bool", default=True),
+            owner=dict(type="str"),
+            group=dict(type="str"),
         ),
         supports_check_mode=True,
     )

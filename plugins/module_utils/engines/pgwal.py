@@ -280,3 +280,8 @@ def fetch_one(repository, cluster, name, destination):
         os.rename(tmp, destination)
         return True
     return False
+
+
+def is_archived(repo, cluster, name):
+    directory = wal_prefix(cluster) + _directory(name) + "/"
+    return any(True for dummy in repo.list(directory + name + "-"))

@@ -19,7 +19,7 @@ import re
 from ansible_collections.dataprotection.databases.plugins.module_utils import tools
 from ansible_collections.dataprotection.databases.plugins.module_utils.engines import pgwal
 from ansible_collections.dataprotection.databases.plugins.module_utils.errors import ConfigError, EngineError, ToolError
-from ansible_collections.dataprotection.databases.plugins.module_utils.timeutil import format_time, utcnow
+from ansible_collections.dataprotection.databases.plugins.module_utils.timeutil import UTC, utcnow
 
 METHODS = ("pg-basebackup", "wal-archive")
 ENGINE = "postgresql"
@@ -191,6 +191,11 @@ def run_backup(request, ctx):
     }
 
 
+def pg_time(value):
+    """A UTC time as PostgreSQL's timestamptz input reads it in recovery_target_time."""
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f+00")
+
+
 def parse_lsn(text):
     high, low = text.split("/")
     return (int(high, 16) << 32) | int(low, 16)
@@ -325,7 +330,7 @@ def restore(repository, manifest, request, wal=None):
             entry = _user(owner)
             wal_dir = os.path.join(data_dir, "pg_wal")
             fetched = pgwal.fetch_segments(repository, wal, wal_dir, entry.pw_uid, entry.pw_gid)
-            write_recovery_settings(data_dir, owner, group, target_time=format_time(request.restore_time))
+            write_recovery_settings(data_dir, owner, group, target_time=pg_time(request.restore_time))
         else:
             write_recovery_settings(data_dir, owner, group)
     except BaseException:
@@ -443,3 +448,184 @@ def write_recovery_settings(data_dir, owner, group=None, target_time=None, resto
 
 def windows(repo, cluster, manifests):
     return pgwal.windows(repo, cluster, manifests)
+
+
+# Continuous WAL archiving -------------------------------------------------
+
+ARCHIVE_SETTINGS = ("archive_mode", "archive_command", "archive_timeout")
+
+
+def archive_command(agent, config_path):
+    return "'%s' --config '%s' wal-push \"%%p\"" % (agent, config_path)
+
+
+def _sql_literal(value):
+    return "'%s'" % str(value).replace("'", "''")
+
+
+def archive_state(conn):
+    """Running values, values in the configuration files, and pending restarts of the archive settings."""
+    rows = conn.query(
+        "SELECT s.name, s.setting, s.pending_restart, "
+        "(SELECT f.setting FROM pg_file_settings f WHERE f.name = s.name ORDER BY f.seqno DESC LIMIT 1) "
+        "FROM pg_settings s WHERE s.name IN ('archive_mode', 'archive_command', 'archive_timeout')"
+    )
+    state = {}
+    for name, running, pending, configured in rows:
+        state[name] = {"running": running, "configured": configured if configured != "" else None, "pending_restart": pending == "t"}
+    return state
+
+
+def log_backup(repository, request, state, check_mode=False):
+    """Enable, disable or sync continuous WAL archiving for the server in ``request.connection``."""
+    import time  # pylint: disable=import-outside-toplevel
+
+    from ansible_collections.dataprotection.databases.plugins.module_utils.backup import check_identity  # pylint: disable=import-outside-toplevel
+
+    conn = Connection(request.connection)
+    server = inspect(conn)
+    options = request.options
+    config_path = os.path.join(options.get("config_dir") or "/etc/dataprotection", "%s.json" % request.cluster)
+    agent = options.get("agent_command") or "/usr/local/bin/dataprotection"
+    current = archive_state(conn)
+    result = {"changed": False, "restart_required": False, "config_path": config_path, "archive_command": None,
+              "settings_before": dict((k, v["configured"] or v["running"]) for k, v in current.items())}
+
+    if state == "enabled":
+        if server["wal_level"] == "minimal":
+            raise EngineError("wal_level is minimal on %s; WAL archiving needs replica or logical" % conn.target(),
+                              hint="ALTER SYSTEM SET wal_level = replica; then restart PostgreSQL")
+        if not (os.path.isfile(agent) and os.access(agent, os.X_OK)):
+            raise EngineError(
+                "the host command %s is not installed on this host" % agent,
+                hint="Install it with the dataprotection.databases.agent role, or set agent_command to where it is; archive_command was not changed",
+            )
+        data_dir = server["data_directory"]
+        if not os.path.isdir(data_dir):
+            raise EngineError(
+                "the server's data directory %s is not on this host" % data_dir,
+                hint="Run log_backup on the database host itself: archive_command runs there",
+            )
+        owner = os.stat(data_dir)
+        if repository.repo.type == "local":
+            root = os.stat(repository.repo.root)
+            if root.st_uid != owner.st_uid:
+                import pwd  # pylint: disable=import-outside-toplevel
+
+                name = pwd.getpwuid(owner.st_uid).pw_name
+                raise EngineError(
+                    "the local repository %s is not owned by %s, the user PostgreSQL runs archive_command as" % (repository.repo.root, name),
+                    hint="Give it to that user: dataprotection.databases.backup_repo with owner: %s" % name,
+                )
+        check_identity(repository.repo, request.cluster, ENGINE, server["system_identifier"], write=not check_mode)
+        waldump = conn.tool("pg_waldump", server["major"])
+        config = {
+            "repo": request.repo_spec,
+            "cluster": request.cluster,
+            "engine": ENGINE,
+            "system_identifier": server["system_identifier"],
+            "waldump": waldump,
+            "compression": options.get("compression") or "zstd",
+            "compression_level": options.get("compression_level"),
+            "connection": dict((k, v) for k, v in request.connection.items() if k != "password" and v is not None),
+        }
+        config_changed = _config_differs(config_path, config)
+        command = archive_command(agent, config_path)
+        desired = {"archive_mode": "on", "archive_command": command, "archive_timeout": "%ds" % int(options.get("archive_timeout") or 60)}
+        to_set = dict((k, v) for k, v in desired.items() if not _same(current[k], v))
+        result.update({"archive_command": command, "settings_after": dict(result["settings_before"], **desired)})
+        result["changed"] = bool(to_set) or config_changed
+        if check_mode:
+            result["plan"] = {"write_config": config_changed, "alter_system": to_set}
+            result["restart_required"] = current["archive_mode"]["running"] != "on"
+            return result
+        if config_changed:
+            _write_config(config_path, config, owner.st_uid, owner.st_gid)
+        for name, value in to_set.items():
+            conn.query("ALTER SYSTEM SET %s = %s" % (name, _sql_literal(value)))
+        if to_set:
+            conn.query("SELECT pg_reload_conf()")
+            time.sleep(0.2)
+        after = archive_state(conn)
+        result["restart_required"] = after["archive_mode"]["running"] != "on"
+        return result
+
+    if state == "disabled":
+        to_reset = [k for k in ARCHIVE_SETTINGS if current[k]["configured"] is not None]
+        result["changed"] = bool(to_reset) or os.path.exists(config_path)
+        if check_mode:
+            result["plan"] = {"alter_system_reset": to_reset, "remove_config": os.path.exists(config_path)}
+            result["restart_required"] = current["archive_mode"]["running"] == "on"
+            return result
+        for name in to_reset:
+            conn.query("ALTER SYSTEM RESET %s" % name)
+        if to_reset:
+            conn.query("SELECT pg_reload_conf()")
+            time.sleep(0.2)
+        if os.path.exists(config_path):
+            os.unlink(config_path)
+        after = archive_state(conn)
+        result["restart_required"] = after["archive_mode"]["pending_restart"] or after["archive_mode"]["running"] == "on"
+        return result
+
+    # synced: a commit now, a segment switch, and wait until that segment is in the repository.
+    if current["archive_mode"]["running"] != "on" or "wal-push" not in (current["archive_command"]["running"] or ""):
+        raise EngineError(
+            "WAL archiving into the repository is not active on %s (archive_mode=%s)" % (conn.target(), current["archive_mode"]["running"]),
+            hint="Enable it with state: enabled, and restart PostgreSQL if that reported restart_required",
+        )
+    if check_mode:
+        result["plan"] = {"switch_wal": True}
+        return result
+    rows = conn.query("SELECT txid_current()")
+    rows = conn.query("SELECT pg_walfile_name(pg_switch_wal())")
+    segment = rows[0][0]
+    deadline = time.monotonic() + int(options.get("wait_timeout") or 120)
+    while True:
+        archived = conn.query("SELECT coalesce(last_archived_wal, ''), coalesce(last_failed_wal, ''), failed_count FROM pg_stat_archiver")[0]
+        if archived[0] and archived[0][:24] >= segment and pgwal.is_archived(repository.repo, request.cluster, segment):
+            break
+        if time.monotonic() > deadline:
+            raise EngineError(
+                "WAL segment %s was not archived within %ss (last archived: %s, last failed: %s, failures: %s)"
+                % (segment, options.get("wait_timeout") or 120, archived[0] or "none", archived[1] or "none", archived[2]),
+                hint="Read the PostgreSQL log for archive_command errors",
+            )
+        time.sleep(0.2)
+    result["synced_segment"] = segment
+    return result
+
+
+def _same(current, desired):
+    value = current["configured"] if current["configured"] is not None else current["running"]
+    if value == desired:
+        return True
+    # archive_timeout reads back in seconds without a unit.
+    return desired.endswith("s") and value == desired[:-1]
+
+
+def _config_differs(path, config):
+    import json  # pylint: disable=import-outside-toplevel
+
+    try:
+        with open(path) as handle:
+            return json.load(handle) != json.loads(json.dumps(config))
+    except (IOError, ValueError):
+        return True
+
+
+def _write_config(path, config, uid, gid):
+    import json  # pylint: disable=import-outside-toplevel
+
+    directory = os.path.dirname(path)
+    if not os.path.isdir(directory):
+        os.makedirs(directory, 0o755)
+    tmp = path + ".tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(config, handle, indent=2, sort_keys=True)
+        handle.write("\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.chown(tmp, uid, gid)
+    os.rename(tmp, path)

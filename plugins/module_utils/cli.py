@@ -1,0 +1,155 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to the dataprotection.databases collection
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The host command, ``dataprotection``: the same core, run by the database host without Ansible.
+
+It is what PostgreSQL's archive_command and restore_command call, and what
+host timers run.  It reads one configuration file per cluster (written by the
+log_backup module or the agent role, mode 0600) holding the repository, the
+cluster, the engine and its settings::
+
+    dataprotection wal-push %p --config /etc/dataprotection/orders-db.json
+    dataprotection wal-fetch %f %p --config /etc/dataprotection/orders-db.json
+    dataprotection backup --config /etc/dataprotection/orders-db.json
+    dataprotection info --config /etc/dataprotection/orders-db.json
+
+Exit status 0 means done (for wal-push: durably stored); anything else
+failed and says why on stderr.  wal-fetch exits 1 when the file is not in
+the archive, which is what PostgreSQL expects at the end of recovery.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import argparse
+import json
+import os
+import sys
+
+EXIT_OK = 0
+EXIT_NOT_FOUND = 1
+EXIT_ERROR = 2
+EXIT_CONFIG = 3
+
+
+def load_config(path):
+    from ansible_collections.dataprotection.databases.plugins.module_utils.errors import ConfigError  # pylint: disable=import-outside-toplevel
+
+    try:
+        with open(path) as handle:
+            config = json.load(handle)
+    except (IOError, OSError) as exc:
+        raise ConfigError("cannot read configuration %s: %s" % (path, exc),
+                          hint="Enable log_backup (or run the agent role) for this cluster on this host")
+    except ValueError as exc:
+        raise ConfigError("configuration %s is not valid JSON: %s" % (path, exc))
+    for field in ("repo", "cluster", "engine"):
+        if field not in config:
+            raise ConfigError("configuration %s lacks %r" % (path, field))
+    return config
+
+
+def cmd_wal_push(args, config):
+    from ansible_collections.dataprotection.databases.plugins.module_utils.engines import pgwal  # pylint: disable=import-outside-toplevel
+    from ansible_collections.dataprotection.databases.plugins.module_utils.repoconfig import open_repository  # pylint: disable=import-outside-toplevel
+
+    with open_repository(config["repo"]) as repository:
+        result = pgwal.push(
+            repository, config["cluster"], args.path,
+            system_identifier=config.get("system_identifier"),
+            waldump=config.get("waldump"),
+            compression=config.get("compression") or "zstd",
+            level=config.get("compression_level"),
+        )
+    if args.verbose:
+        print(json.dumps(result, sort_keys=True))
+    return EXIT_OK
+
+
+def cmd_wal_fetch(args, config):
+    from ansible_collections.dataprotection.databases.plugins.module_utils.engines import pgwal  # pylint: disable=import-outside-toplevel
+    from ansible_collections.dataprotection.databases.plugins.module_utils.repoconfig import open_repository  # pylint: disable=import-outside-toplevel
+
+    with open_repository(config["repo"]) as repository:
+        found = pgwal.fetch_one(repository, config["cluster"], args.name, args.destination)
+    return EXIT_OK if found else EXIT_NOT_FOUND
+
+
+def cmd_backup(args, config):
+    from ansible_collections.dataprotection.databases.plugins.module_utils.backup import BackupRequest, run_backup  # pylint: disable=import-outside-toplevel
+    from ansible_collections.dataprotection.databases.plugins.module_utils.matrix import default_method  # pylint: disable=import-outside-toplevel
+
+    request = BackupRequest(
+        engine=config["engine"],
+        method=args.method or config.get("method") or default_method(config["engine"], "tool"),
+        cluster=config["cluster"],
+        connection=config.get("connection"),
+        compression=config.get("compression"),
+        compression_level=config.get("compression_level"),
+        labels=dict(config.get("labels") or {}, **dict(label.split("=", 1) for label in args.label or [])),
+    )
+    result = run_backup(config["repo"], request)
+    print(json.dumps(result["backup"], sort_keys=True))
+    return EXIT_OK
+
+
+def cmd_info(args, config):
+    from ansible_collections.dataprotection.databases.plugins.module_utils.repoadmin import repository_info  # pylint: disable=import-outside-toplevel
+
+    result = repository_info(config["repo"], cluster=config["cluster"], verify=args.verify)
+    result.pop("support_matrix", None)
+    print(json.dumps(result, indent=2, sort_keys=True))
+    if args.verify and not result["verification"]["ok"]:
+        return EXIT_ERROR
+    return EXIT_OK
+
+
+def parser():
+    top = argparse.ArgumentParser(prog="dataprotection", description="dataprotection.databases host command")
+    top.add_argument("--config", required=True, help="the cluster's configuration file")
+    top.add_argument("-v", "--verbose", action="store_true")
+    sub = top.add_subparsers(dest="command")
+    sub.required = True
+    push = sub.add_parser("wal-push", help="archive one WAL file (archive_command %%p)")
+    push.add_argument("path")
+    push.set_defaults(run=cmd_wal_push)
+    fetch = sub.add_parser("wal-fetch", help="fetch one WAL file (restore_command %%f %%p)")
+    fetch.add_argument("name")
+    fetch.add_argument("destination")
+    fetch.set_defaults(run=cmd_wal_fetch)
+    backup = sub.add_parser("backup", help="take a full backup now")
+    backup.add_argument("--method")
+    backup.add_argument("--label", action="append", help="key=value, repeatable")
+    backup.set_defaults(run=cmd_backup)
+    info = sub.add_parser("info", help="list the cluster's backups and windows")
+    info.add_argument("--verify", action="store_true")
+    info.set_defaults(run=cmd_info)
+    return top
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Options may come after the subcommand (archive_command reads better that way).
+    if "--config" in argv and argv.index("--config") > 0:
+        i = argv.index("--config")
+        argv = argv[i:i + 2] + argv[:i] + argv[i + 2:]
+    args = parser().parse_args(argv)
+    from ansible_collections.dataprotection.databases.plugins.module_utils.errors import ConfigError, DataProtectionError  # pylint: disable=import-outside-toplevel
+
+    try:
+        config = load_config(args.config)
+        return args.run(args, config)
+    except ConfigError as exc:
+        sys.stderr.write("dataprotection %s: %s\n" % (args.command, exc))
+        return EXIT_CONFIG
+    except DataProtectionError as exc:
+        sys.stderr.write("dataprotection %s: %s\n" % (args.command, exc))
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    os.umask(0o077)
+    sys.exit(main())

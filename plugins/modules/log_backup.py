@@ -1,0 +1,196 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: contributors to the dataprotection.databases collection
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: log_backup
+short_description: Enable, disable or sync continuous log backups (PostgreSQL WAL archiving)
+version_added: 1.0.0
+description:
+  - Manages the continuous shipping of a database's logs into the repository, the basis of point-in-time restore.
+  - Log shipping runs on the database host without Ansible, through the host command installed by the
+    C(dataprotection.databases.agent) role. The module must run on the database host.
+  - "Implemented in this version: O(engine=postgresql), method V(wal-archive). O(state=enabled) writes the cluster's
+    host-command configuration (mode 0600, owned by the server's user) and sets C(archive_mode), C(archive_command) and
+    C(archive_timeout) with C(ALTER SYSTEM), then reloads. C(archive_mode) takes effect only after a restart:
+    RV(restart_required) says when one is needed."
+  - "The archive command stores each WAL file durably (fsync, or a completed S3 upload) before it reports success, so
+    PostgreSQL never recycles a segment that is not in the repository. An identical re-push succeeds; a different file
+    under an already archived name is refused, and so is a segment of another database system."
+  - O(state=disabled) resets the three settings and removes the configuration. O(state=synced) makes a commit, switches
+    to a new WAL segment and returns once everything up to that moment is in the repository, with the cluster's
+    recoverable windows.
+author:
+  - dataprotection.databases contributors
+extends_documentation_fragment:
+  - dataprotection.databases.repo
+  - dataprotection.databases.connection
+attributes:
+  check_mode:
+    support: full
+    details: Returns the plan (settings to change, configuration to write) and changes nothing.
+  diff_mode:
+    support: none
+  platform:
+    platforms: posix
+options:
+  engine:
+    description: The database engine.
+    type: str
+    required: true
+    choices: [postgresql, mysql, mongodb, redis, prometheus, nebula, milvus, qdrant, weaviate]
+  method:
+    description: The log method; the engine's log method of the support matrix when omitted (V(wal-archive) for PostgreSQL).
+    type: str
+  state:
+    description: V(enabled), V(disabled), or V(synced) (ship everything up to now and wait for it).
+    type: str
+    choices: [enabled, disabled, synced]
+    default: enabled
+  agent_command:
+    description: Path of the host command installed by the C(dataprotection.databases.agent) role.
+    type: path
+    default: /usr/local/bin/dataprotection
+  config_dir:
+    description: Directory of the host command's per-cluster configuration files.
+    type: path
+    default: /etc/dataprotection
+  archive_timeout:
+    description:
+      - Seconds after which PostgreSQL switches to a new WAL segment even when it is not full. It bounds how far
+        the repository may be behind the server.
+    type: int
+    default: 60
+  compression:
+    description: Compression of archived WAL.
+    type: str
+    choices: [zstd, gzip, none]
+    default: zstd
+  compression_level:
+    description: Compression level.
+    type: int
+  wait_timeout:
+    description: With O(state=synced), seconds to wait for the switched segment to reach the repository.
+    type: int
+    default: 120
+requirements:
+  - "The host command (C(dataprotection.databases.agent) role) on the database host"
+  - "PostgreSQL: a superuser connection (C(ALTER SYSTEM)), C(pg_waldump) of the server's version"
+seealso:
+  - module: dataprotection.databases.restore
+  - module: dataprotection.databases.backup_info
+"""
+
+EXAMPLES = r"""
+- name: Archive WAL into the repository
+  dataprotection.databases.log_backup:
+    repo:
+      type: s3
+      bucket: db-backups
+      region: eu-west-1
+    cluster: orders-db
+    engine: postgresql
+    connection:
+      socket: /var/run/postgresql
+    archive_timeout: 60
+  register: wal
+  notify: Restart PostgreSQL
+
+- name: Make sure everything up to now is archived before a risky change
+  dataprotection.databases.log_backup:
+    repo:
+      type: s3
+      bucket: db-backups
+    cluster: orders-db
+    engine: postgresql
+    connection:
+      socket: /var/run/postgresql
+    state: synced
+  register: synced
+
+- name: Show the recoverable windows
+  ansible.builtin.debug:
+    var: synced.windows
+"""
+
+RETURN = r"""
+restart_required:
+  description: Whether PostgreSQL must be restarted for the change to take effect (C(archive_mode) changed).
+  returned: always
+  type: bool
+archive_command:
+  description: The archive_command set on the server.
+  returned: when O(state=enabled)
+  type: str
+  sample: "'/usr/local/bin/dataprotection' --config '/etc/dataprotection/orders-db.json' wal-push \"%p\""
+config_path:
+  description: The host command's configuration file for the cluster.
+  returned: always
+  type: str
+settings_before:
+  description: The archive settings before the run.
+  returned: always
+  type: dict
+settings_after:
+  description: The archive settings the run sets.
+  returned: when O(state=enabled)
+  type: dict
+plan:
+  description: In check mode, what would change.
+  returned: check mode
+  type: dict
+synced_segment:
+  description: With O(state=synced), the WAL segment that was switched and is now in the repository.
+  returned: when O(state=synced)
+  type: str
+windows:
+  description: The cluster's recoverable point-in-time windows (C(start), C(end), C(base_backups)).
+  returned: always
+  type: list
+  elements: dict
+"""
+
+from ansible_collections.dataprotection.databases.plugins.module_utils.args_common import ENGINES, engine_argument_spec
+from ansible_collections.dataprotection.databases.plugins.module_utils.logbackup import LogBackupRequest, run_log_backup
+from ansible_collections.dataprotection.databases.plugins.module_utils.module import DataProtectionModule
+
+
+def run(module):
+    params = module.params
+    request = LogBackupRequest(
+        repo_spec=module.repo_spec,
+        engine=params["engine"],
+        cluster=params["cluster"],
+        connection=params["connection"],
+        method=params["method"],
+        options=dict((k, params[k]) for k in ("agent_command", "config_dir", "archive_timeout", "compression", "compression_level", "wait_timeout")),
+    )
+    return run_log_backup(request, params["state"], check_mode=module.check_mode)
+
+
+def main():
+    module = DataProtectionModule(
+        argument_spec=engine_argument_spec(
+            engine=dict(type="str", required=True, choices=list(ENGINES)),
+            method=dict(type="str"),
+            state=dict(type="str", default="enabled", choices=["enabled", "disabled", "synced"]),
+            agent_command=dict(type="path", default="/usr/local/bin/dataprotection"),
+            config_dir=dict(type="path", default="/etc/dataprotection"),
+            archive_timeout=dict(type="int", default=60),
+            compression=dict(type="str", default="zstd", choices=["zstd", "gzip", "none"]),
+            compression_level=dict(type="int"),
+            wait_timeout=dict(type="int", default=120),
+        ),
+        supports_check_mode=True,
+    )
+    module.run(run, module)
+
+
+if __name__ == "__main__":
+    main()
