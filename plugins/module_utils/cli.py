@@ -11,6 +11,7 @@ cluster, the engine and its settings::
     dataprotection wal-push %p --config /etc/dataprotection/orders-db.json
     dataprotection wal-fetch %f %p --config /etc/dataprotection/orders-db.json
     dataprotection backup --config /etc/dataprotection/orders-db.json
+    dataprotection restore --backup-id ID --data-dir DIR --config /etc/dataprotection/orders-db.json
     dataprotection info --config /etc/dataprotection/orders-db.json
 
 Exit status 0 means done (for wal-push: durably stored); anything else
@@ -94,6 +95,19 @@ def cmd_backup(args, config):
     return EXIT_OK
 
 
+def cmd_restore(args, config):
+    from ansible_collections.dataprotection.databases.plugins.module_utils.restore import RestoreRequest, run_restore  # pylint: disable=import-outside-toplevel
+
+    request = RestoreRequest(
+        engine=config["engine"], cluster=config["cluster"], target=args.data_dir,
+        backup_id=args.backup_id, restore_time=args.restore_time, force=args.force,
+        options={"owner": args.owner},
+    )
+    result = run_restore(config["repo"], request, check_mode=args.check)
+    print(json.dumps(result, indent=2, sort_keys=True))
+    return EXIT_OK
+
+
 def cmd_info(args, config):
     from ansible_collections.dataprotection.databases.plugins.module_utils.repoadmin import repository_info  # pylint: disable=import-outside-toplevel
 
@@ -122,6 +136,15 @@ def parser():
     backup.add_argument("--method")
     backup.add_argument("--label", action="append", help="key=value, repeatable")
     backup.set_defaults(run=cmd_backup)
+    restore = sub.add_parser("restore", help="restore a backup set (--backup-id) or to a time (--restore-time) into a directory")
+    target = restore.add_mutually_exclusive_group(required=True)
+    target.add_argument("--backup-id")
+    target.add_argument("--restore-time")
+    restore.add_argument("--data-dir", required=True)
+    restore.add_argument("--owner", default="postgres")
+    restore.add_argument("--force", action="store_true")
+    restore.add_argument("--check", action="store_true", help="print the plan, change nothing")
+    restore.set_defaults(run=cmd_restore)
     info = sub.add_parser("info", help="list the cluster's backups and windows")
     info.add_argument("--verify", action="store_true")
     info.set_defaults(run=cmd_info)
