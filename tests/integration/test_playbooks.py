@@ -1,0 +1,52 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to the dataprotection.databases collection
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The job-template playbooks, run as AWX would: ansible-playbook with extra vars, against a real PostgreSQL 15."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import json
+import os
+import subprocess
+import sys
+
+CHECKOUT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def playbook(name, extra, check=False):
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=os.environ["DP_COLLECTIONS_ROOT"], ANSIBLE_NOCOLOR="1",
+               ANSIBLE_PYTHON_INTERPRETER=sys.executable, ANSIBLE_LOCALHOST_WARNING="false")
+    argv = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", "localhost,", "-c", "local",
+            os.path.join(CHECKOUT, "playbooks", name), "-e", json.dumps(extra)]
+    if check:
+        argv.append("--check")
+    return subprocess.run(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, timeout=600)
+
+
+def test_setup_backup_and_restore_playbooks(tmp_path, postgres_factory, postgres_on_datadir, server_tmp_path):
+    pg = postgres_factory()
+    pg.psql("CREATE TABLE t AS SELECT g AS id FROM generate_series(1, 321) g")
+    repo = {"type": "local", "path": str(tmp_path / "repo")}
+    common = {"dp_repo": repo, "dp_cluster": "job", "dp_engine": "postgresql", "dp_connection": pg.connection}
+
+    run = playbook("setup_repo.yml", {"dp_repo": repo})
+    assert run.returncode == 0, run.stdout[-3000:]
+    run = playbook("backup.yml", dict(common, dp_labels={"job": "nightly"}))
+    assert run.returncode == 0 and "consistent at" in run.stdout, run.stdout[-3000:]
+    assert pg.connection["password"] not in run.stdout
+    backup_id = os.listdir(os.path.join(repo["path"], "job", "backups"))[0]
+
+    target = str(server_tmp_path / "restored")
+    run = playbook("restore.yml", dict(common, dp_backup_id=backup_id, dp_data_dir=target), check=True)
+    assert run.returncode == 0 and backup_id in run.stdout and not os.path.exists(target), run.stdout[-3000:]
+    run = playbook("restore.yml", dict(common, dp_backup_id=backup_id, dp_data_dir=target))
+    assert run.returncode == 0, run.stdout[-3000:]
+    restored = postgres_on_datadir(target)
+    assert restored.psql("SELECT count(*) FROM t").strip() == "321"
+
+    run = playbook("restore.yml", dict(common, dp_data_dir=target))
+    assert run.returncode != 0 and "exactly one of dp_backup_id or dp_restore_time" in run.stdout
+    run = playbook("backup.yml", dict(common, dp_engine="oracle"))
+    assert run.returncode != 0 and "support matrix" in run.stdout
