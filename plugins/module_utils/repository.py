@@ -142,8 +142,13 @@ class Repo(object):
         raise NotImplementedError
 
     def put_if_absent(self, key, data):
-        """Create ``key`` with ``data`` atomically; return False if it exists."""
-        raise NotImplementedError
+        """Create ``key`` with ``data`` atomically (a no-clobber write); return False if it exists."""
+        try:
+            with self.open_write(key, overwrite=False) as writer:
+                writer.write(data)
+        except ObjectExists:
+            return False
+        return True
 
     def close(self):
         """Release clients and threads."""
@@ -455,14 +460,6 @@ class LocalRepo(Repo):
             except OSError:
                 break
             directory = os.path.dirname(directory)
-
-    def put_if_absent(self, key, data):
-        try:
-            with self.open_write(key, overwrite=False) as writer:
-                writer.write(data)
-        except ObjectExists:
-            return False
-        return True
 
     def remove_root_if_empty(self):
         """Remove the root directory when nothing (but empty directories) is left."""

@@ -1244,11 +1244,3 @@ class S3Repo(Repo):
                     **details
                 )
         return len(keys)
-
-    def put_if_absent(self, key, data):
-        try:
-            with self.open_write(key, overwrite=False) as writer:
-                writer.write(data)
-        except ObjectExists:
-            return False
-        return True
