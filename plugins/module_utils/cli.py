@@ -5,8 +5,8 @@
 
 It is what PostgreSQL's archive_command and restore_command call, and what
 host timers run.  It reads one configuration file per cluster (written by the
-log_backup module or the agent role, mode 0600) holding the repository, the
-cluster, the engine and its settings::
+log_backup module, mode 0600, owned by the database's user) holding the
+repository, the cluster, the engine and its settings::
 
     dataprotection wal-push %p --config /etc/dataprotection/orders-db.json
     dataprotection wal-fetch %f %p --config /etc/dataprotection/orders-db.json
@@ -15,8 +15,9 @@ cluster, the engine and its settings::
     dataprotection info --config /etc/dataprotection/orders-db.json
 
 Exit status 0 means done (for wal-push: durably stored); anything else
-failed and says why on stderr.  wal-fetch exits 1 when the file is not in
-the archive, which is what PostgreSQL expects at the end of recovery.
+failed and says why on stderr: 1 wal-fetch found no such file (what
+PostgreSQL expects at the end of recovery), 2 a usage error, 3 a
+configuration error, 4 any other failure.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -30,8 +31,9 @@ import sys
 
 EXIT_OK = 0
 EXIT_NOT_FOUND = 1
-EXIT_ERROR = 2
+EXIT_USAGE = 2
 EXIT_CONFIG = 3
+EXIT_ERROR = 4
 
 
 def load_config(path):
@@ -42,7 +44,7 @@ def load_config(path):
             config = json.load(handle)
     except (IOError, OSError) as exc:
         raise ConfigError("cannot read configuration %s: %s" % (path, exc),
-                          hint="Enable log_backup (or run the agent role) for this cluster on this host")
+                          hint="Enable log_backup for this cluster on this host (dataprotection.databases.log_backup)")
     except ValueError as exc:
         raise ConfigError("configuration %s is not valid JSON: %s" % (path, exc))
     for field in ("repo", "cluster", "engine"):
@@ -120,10 +122,12 @@ def cmd_info(args, config):
 
 
 def parser():
-    top = argparse.ArgumentParser(prog="dataprotection", description="dataprotection.databases host command")
-    top.add_argument("--config", required=True, help="the cluster's configuration file")
-    top.add_argument("-v", "--verbose", action="store_true")
-    sub = top.add_subparsers(dest="command")
+    # --config and -v are accepted before or after the subcommand.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", default=argparse.SUPPRESS, help="the cluster's configuration file")
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS)
+    top = argparse.ArgumentParser(prog="dataprotection", description="dataprotection.databases host command", parents=[common])
+    sub = top.add_subparsers(dest="command", parser_class=lambda **kw: argparse.ArgumentParser(parents=[common], **kw))
     sub.required = True
     push = sub.add_parser("wal-push", help="archive one WAL file (archive_command %%p)")
     push.add_argument("path")
@@ -152,12 +156,13 @@ def parser():
 
 
 def main(argv=None):
+    os.umask(0o077)
     argv = list(sys.argv[1:] if argv is None else argv)
-    # Options may come after the subcommand (archive_command reads better that way).
-    if "--config" in argv and argv.index("--config") > 0:
-        i = argv.index("--config")
-        argv = argv[i:i + 2] + argv[:i] + argv[i + 2:]
     args = parser().parse_args(argv)
+    args.verbose = getattr(args, "verbose", False)
+    if not getattr(args, "config", None):
+        sys.stderr.write("dataprotection: --config is required\n")
+        return EXIT_USAGE
     from ansible_collections.dataprotection.databases.plugins.module_utils.errors import ConfigError, DataProtectionError  # pylint: disable=import-outside-toplevel
 
     try:
@@ -174,5 +179,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    os.umask(0o077)
     sys.exit(main())

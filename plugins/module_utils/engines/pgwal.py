@@ -275,9 +275,16 @@ def fetch_one(repository, cluster, name, destination):
         if not match or match.group("name") != name:
             continue
         tmp = destination + ".dp-tmp"
-        with open(tmp, "wb") as handle:
-            copy_object_to(repository.repo, info.key, _record_for(info.key, match.group("sha")), handle.write, repository.master_key)
-        os.rename(tmp, destination)
+        try:
+            with open(tmp, "wb") as handle:
+                copy_object_to(repository.repo, info.key, _record_for(info.key, match.group("sha")), handle.write, repository.master_key)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.rename(tmp, destination)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
         return True
     return False
 

@@ -456,6 +456,9 @@ ARCHIVE_SETTINGS = ("archive_mode", "archive_command", "archive_timeout")
 
 
 def archive_command(agent, config_path):
+    for path in (agent, config_path):
+        if "'" in path or "%" in path:
+            raise ConfigError("%r cannot be used in archive_command (it contains ' or %%)" % path, hint="Choose a path without those characters")
     return "'%s' --config '%s' wal-push \"%%p\"" % (agent, config_path)
 
 
