@@ -14,7 +14,7 @@ class ModuleDocFragment(object):
 options:
   repo:
     description:
-      - The backup repository: where backups are stored and read from.
+      - "The backup repository: where backups are stored and read from."
       - Set it once for a play with C(module_defaults) on the action group C(group/dataprotection.databases.all).
     type: dict
     required: true

@@ -11,7 +11,7 @@ name: support_matrix
 short_description: The collection's support matrix of engines, methods and features
 version_added: 1.0.0
 author:
-  - dataprotection.databases contributors
+  - dataprotection.databases maintainers (@dataprotection-databases)
 description:
   - Returns the support matrix as data, so roles and playbooks can decide what an engine offers
     instead of hard-coding it.

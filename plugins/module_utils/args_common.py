@@ -49,6 +49,7 @@ def repo_argument_spec(**extra):
     spec.update(extra)
     return spec
 
+
 CONNECTION_OPTIONS = dict(
     host=dict(type="str"),
     port=dict(type="int"),

@@ -66,7 +66,7 @@ def cmd_wal_push(args, config):
             level=config.get("compression_level"),
         )
     if args.verbose:
-        print(json.dumps(result, sort_keys=True))
+        sys.stdout.write(json.dumps(result, sort_keys=True) + "\n")
     return EXIT_OK
 
 
@@ -93,7 +93,7 @@ def cmd_backup(args, config):
         labels=dict(config.get("labels") or {}, **dict(label.split("=", 1) for label in args.label or [])),
     )
     result = run_backup(config["repo"], request)
-    print(json.dumps(result["backup"], sort_keys=True))
+    sys.stdout.write(json.dumps(result["backup"], sort_keys=True) + "\n")
     return EXIT_OK
 
 
@@ -106,7 +106,7 @@ def cmd_restore(args, config):
         options={"owner": args.owner},
     )
     result = run_restore(config["repo"], request, check_mode=args.check)
-    print(json.dumps(result, indent=2, sort_keys=True))
+    sys.stdout.write(json.dumps(result, indent=2, sort_keys=True) + "\n")
     return EXIT_OK
 
 
@@ -115,7 +115,7 @@ def cmd_info(args, config):
 
     result = repository_info(config["repo"], cluster=config["cluster"], verify=args.verify)
     result.pop("support_matrix", None)
-    print(json.dumps(result, indent=2, sort_keys=True))
+    sys.stdout.write(json.dumps(result, indent=2, sort_keys=True) + "\n")
     if args.verify and not result["verification"]["ok"]:
         return EXIT_ERROR
     return EXIT_OK
@@ -163,15 +163,15 @@ def main(argv=None):
     if not getattr(args, "config", None):
         sys.stderr.write("dataprotection: --config is required\n")
         return EXIT_USAGE
-    from ansible_collections.dataprotection.databases.plugins.module_utils.errors import ConfigError, DataProtectionError  # pylint: disable=import-outside-toplevel
+    from ansible_collections.dataprotection.databases.plugins.module_utils import errors  # pylint: disable=import-outside-toplevel
 
     try:
         config = load_config(args.config)
         return args.run(args, config)
-    except ConfigError as exc:
+    except errors.ConfigError as exc:
         sys.stderr.write("dataprotection %s: %s\n" % (args.command, exc))
         return EXIT_CONFIG
-    except DataProtectionError as exc:
+    except errors.DataProtectionError as exc:
         sys.stderr.write("dataprotection %s: %s\n" % (args.command, exc))
         return EXIT_ERROR
     except KeyboardInterrupt:
@@ -179,4 +179,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -54,7 +54,7 @@ def run(argv, env=None, input_data=None, timeout=None, check=True, what=None):
     try:
         proc = subprocess.run(
             argv, env=tool_env(env), input=input_data, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            timeout=timeout, universal_newlines=True,
+            timeout=timeout, universal_newlines=True, check=False,
         )
     except subprocess.TimeoutExpired:
         raise ToolError("%s did not finish within %s seconds" % (what or os.path.basename(argv[0]), timeout))
@@ -131,7 +131,6 @@ class StreamingTool(object):
             except OSError:
                 pass
         return False
-
 
 
 class FeedingTool(object):

@@ -24,8 +24,9 @@ description:
     C(pg_hba.conf) entry allowing replication connections for O(connection.user). Keep enough WAL (C(wal_keep_size), or
     WAL archiving with M(dataprotection.databases.log_backup)) for the duration of the backup."
 author:
-  - dataprotection.databases contributors
+  - dataprotection.databases maintainers (@dataprotection-databases)
 extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
   - dataprotection.databases.repo
   - dataprotection.databases.connection
 attributes:
@@ -35,6 +36,7 @@ attributes:
   diff_mode:
     support: none
   platform:
+    support: full
     platforms: posix
 options:
   engine:

@@ -20,8 +20,9 @@ description:
   - With O(verify=true), re-reads every stored object of the selected backups, decrypts and decompresses it, checks its
     size and sha256 against the manifest and reports each damaged or missing object by name; the task then fails.
 author:
-  - dataprotection.databases contributors
+  - dataprotection.databases maintainers (@dataprotection-databases)
 extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
   - dataprotection.databases.repo
 attributes:
   check_mode:
@@ -30,6 +31,7 @@ attributes:
   diff_mode:
     support: none
   platform:
+    support: full
     platforms: posix
 options:
   cluster:

@@ -14,14 +14,15 @@ short_description: Create, check or remove a backup repository
 version_added: 1.0.0
 description:
   - Creates a backup repository in a local directory (also NFS) or an S3 bucket, checks that it can be used, or removes it.
-  - A repository is self-describing: its C(dataprotection.json) holds the format version, the defaults and, for an encrypted
-    repository, the key-derivation parameters and a key-check value (never the key).
+  - "A repository is self-describing: its C(dataprotection.json) holds the format version, the defaults and, for an encrypted
+    repository, the key-derivation parameters and a key-check value (never the key)."
   - Before a new repository is written, and on every run, a pre-check writes, reads back, lists and deletes a probe object,
     like the KubeBlocks BackupRepo pre-check. Each failure is reported with what to do.
   - Every other module of the collection needs a repository created by this one.
 author:
-  - dataprotection.databases contributors
+  - dataprotection.databases maintainers (@dataprotection-databases)
 extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
   - dataprotection.databases.repo
 attributes:
   check_mode:
@@ -30,6 +31,7 @@ attributes:
   diff_mode:
     support: full
   platform:
+    support: full
     platforms: posix
 options:
   state:

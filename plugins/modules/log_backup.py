@@ -27,8 +27,9 @@ description:
     to a new WAL segment and returns once everything up to that moment is in the repository, with the cluster's
     recoverable windows.
 author:
-  - dataprotection.databases contributors
+  - dataprotection.databases maintainers (@dataprotection-databases)
 extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
   - dataprotection.databases.repo
   - dataprotection.databases.connection
 attributes:
@@ -38,6 +39,7 @@ attributes:
   diff_mode:
     support: none
   platform:
+    support: full
     platforms: posix
 options:
   engine:

@@ -27,8 +27,9 @@ description:
     C(pg_wal) with C(recovery.signal), C(recovery_target_time) and C(recovery_target_action=promote), so that starting
     PostgreSQL recovers exactly to the target and promotes."
 author:
-  - dataprotection.databases contributors
+  - dataprotection.databases maintainers (@dataprotection-databases)
 extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
   - dataprotection.databases.repo
 attributes:
   check_mode:
@@ -37,6 +38,7 @@ attributes:
   diff_mode:
     support: none
   platform:
+    support: full
     platforms: posix
 options:
   engine:

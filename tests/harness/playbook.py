@@ -88,7 +88,7 @@ def run_tasks(tasks, check=False, diff=False, extra_env=None, module_defaults=No
         cmd.append("--check")
     if diff:
         cmd.append("--diff")
-    proc = subprocess.run(cmd, env=env, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=900)
+    proc = subprocess.run(cmd, env=env, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=900, check=False)
     results = {}
     if os.path.exists(dump):
         with open(dump) as handle:

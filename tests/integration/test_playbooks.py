@@ -22,7 +22,7 @@ def playbook(name, extra, check=False):
             os.path.join(CHECKOUT, "playbooks", name), "-e", json.dumps(extra)]
     if check:
         argv.append("--check")
-    return subprocess.run(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, timeout=600)
+    return subprocess.run(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, timeout=600, check=False)
 
 
 def test_setup_backup_and_restore_playbooks(tmp_path, postgres_factory, postgres_on_datadir, server_tmp_path):

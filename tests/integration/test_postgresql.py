@@ -52,6 +52,12 @@ def task(module, register, **args):
     return {"name": register, "dataprotection.databases.%s" % module: args, "register": register}
 
 
+def with_connection(args, connection):
+    changed = dict(args)
+    changed["connection"] = connection
+    return changed
+
+
 def now():
     return datetime.datetime.now(datetime.timezone.utc)
 
@@ -192,10 +198,10 @@ def test_refusals_change_nothing(tmp_path, postgres_factory, server_tmp_path, ag
         task("restore", "malformed", repo=repo, cluster="db", engine="postgresql", restore_time="25/11/2026 10:00", data_dir=target),
         task("restore", "future", repo=repo, cluster="db", engine="postgresql", restore_time="2999-01-01T00:00:00Z", data_dir=target),
         task("restore", "unknown", repo=repo, cluster="db", engine="postgresql", backup_id="db-pg-basebackup-20200101000000", data_dir=target),
-        task("backup", "badpw", **dict(common, connection=bad_pw)),
-        task("backup", "unreachable", **dict(common, connection=unreachable)),
+        task("backup", "badpw", **with_connection(common, bad_pw)),
+        task("backup", "unreachable", **with_connection(common, unreachable)),
         task("backup", "badmethod", method="xtrabackup", **common),
-        task("backup", "otherdb", **dict(common, connection=other.connection)),
+        task("backup", "otherdb", **with_connection(common, other.connection)),
         task("log_backup", "noagent", agent_command=str(server_tmp_path / "missing"), config_dir=agent["config_dir"], **common),
         task("restore", "redis_pitr", repo=repo, cluster="db", engine="redis", restore_time=iso(before_backup), data_dir=target),
         task("backup", "mysql", repo=repo, cluster="db2", engine="mysql", connection={}),
