@@ -25,10 +25,9 @@ CHECKOUT = os.path.dirname(TESTS_DIR)
 def _collections_root():
     """Return a directory holding ansible_collections/dataprotection/databases -> checkout."""
     parent = os.path.dirname(CHECKOUT)
-    if os.path.basename(parent) == "dataprotection" and os.path.basename(os.path.dirname(os.path.dirname(parent))) == "ansible_collections":
+    if os.path.basename(parent) == "dataprotection" and os.path.basename(os.path.dirname(parent)) == "ansible_collections":
         return os.path.dirname(os.path.dirname(parent))
     root = tempfile.mkdtemp(prefix="dp-collections-")
-    os.chmod(root, 0o755)  # database servers run tools from here as their own user
     atexit.register(shutil.rmtree, root, True)
     os.makedirs(os.path.join(root, "ansible_collections", "dataprotection"))
     os.symlink(CHECKOUT, os.path.join(root, "ansible_collections", "dataprotection", "databases"))
