@@ -87,10 +87,6 @@ class _Identity(object):
         return data
 
     @staticmethod
-    def decompress(data):
-        return data
-
-    @staticmethod
     def flush():
         return b""
 
@@ -105,38 +101,6 @@ def _compressor(compression, level, threads):
     if compression == "gzip":
         return zlib.compressobj(level, zlib.DEFLATED, 31)
     return _Identity()
-
-
-class _ZstdStreamDecompressor(object):
-    """Decompresses concatenated zstd frames, like ``zstd -d`` does."""
-
-    def __init__(self):
-        require_zstandard()
-        self.dctx = zstandard.ZstdDecompressor()
-        self.obj = self.dctx.decompressobj()
-
-    def decompress(self, data):
-        out = []
-        while data:
-            out.append(self.obj.decompress(data))
-            data = self.obj.unused_data if self.obj.eof else b""
-            if self.obj.eof:
-                self.obj = self.dctx.decompressobj()
-        return b"".join(out)
-
-    @staticmethod
-    def flush():
-        return b""
-
-
-def _decompressor(compression):
-    if compression == "zstd":
-        return _ZstdStreamDecompressor()
-    if compression == "gzip":
-        return zlib.decompressobj(47)
-    if compression == "none":
-        return _Identity()
-    raise IntegrityError("unknown compression %r recorded for an object" % compression)
 
 
 class ObjectSink(object):
@@ -235,8 +199,78 @@ def store_bytes(repo, key, name, data, compression="zstd", level=None, master_ke
     return store_stream(repo, key, name, [data], compression, level, master_key, threads=0)
 
 
+class _Stored(object):
+    """An object's stored bytes, decrypted: file-like ``read(n)`` with bounded buffering."""
+
+    def __init__(self, handle, decryptor, chunk):
+        self.handle = handle
+        self.decryptor = decryptor
+        self.chunk = chunk
+        self.pending = bytearray()
+        self.eof = False
+        self.stored = 0
+
+    def read(self, size=-1):
+        if size is None or size < 0:
+            size = self.chunk
+        while len(self.pending) < size and not self.eof:
+            raw = self.handle.read(self.chunk)
+            if not raw:
+                if self.decryptor is not None:
+                    self.pending += self.decryptor.finalize()
+                self.eof = True
+                break
+            self.stored += len(raw)
+            self.pending += self.decryptor.update(raw) if self.decryptor is not None else raw
+        data = bytes(self.pending[:size])
+        del self.pending[:size]
+        return data
+
+
+class _PlainReader(object):
+    """Decompresses a stored stream into pieces of at most ``chunk`` bytes.
+
+    The bound matters: database files hold long runs of zeros, which compress
+    a thousandfold, so decompressing whatever one read returns could take
+    gigabytes of memory.
+    """
+
+    def __init__(self, stored, compression, chunk):
+        self.stored = stored
+        self.compression = compression
+        self.chunk = chunk
+        self.zlib = None
+        self.zstd = None
+        if compression == "zstd":
+            require_zstandard()
+            self.zstd = zstandard.ZstdDecompressor().stream_reader(stored, read_size=chunk, read_across_frames=True)
+        elif compression == "gzip":
+            self.zlib = zlib.decompressobj(47)
+        elif compression != "none":
+            raise IntegrityError("unknown compression %r recorded for an object" % compression)
+
+    def next(self):
+        """The next piece of plain bytes; b"" at the end."""
+        if self.zstd is not None:
+            return self.zstd.read(self.chunk)
+        if self.zlib is None:
+            return self.stored.read(self.chunk)
+        while True:
+            data = self.zlib.unconsumed_tail or self.stored.read(self.chunk)
+            if not data:
+                return self.zlib.flush()
+            out = self.zlib.decompress(data, self.chunk)
+            if self.zlib.eof and self.zlib.unused_data:
+                # Concatenated gzip members decode one after the other, as gzip -d does.
+                rest = self.zlib.unused_data
+                self.zlib = zlib.decompressobj(47)
+                out += self.zlib.decompress(rest, self.chunk)
+            if out:
+                return out
+
+
 class ObjectSource(object):
-    """File-like reader of an object's plain bytes.
+    """File-like reader of an object's plain bytes, with bounded memory.
 
     Size and sha256 are checked when the end is reached; a mismatch raises
     IntegrityError naming the object.  Call ``drain`` to read to the end when
@@ -252,49 +286,37 @@ class ObjectSource(object):
                 "object %s is encrypted and no key was given" % key,
                 hint="Set repo.encryption_key to the repository's passphrase",
             )
-        self.decryptor = ChunkDecryptor(master_key, key) if encrypted else None
-        self.decompressor = _decompressor(record.get("compression", "none"))
+        decryptor = ChunkDecryptor(master_key, key) if encrypted else None
         self.handle = repo.open_read(key)
+        self.stored = _Stored(self.handle, decryptor, chunk)
+        self.plain = _PlainReader(self.stored, record.get("compression", "none"), chunk)
         self.hash = hashlib.sha256()
         self.size = 0
-        self.stored = 0
         self.buffer = bytearray()
         self.eof = False
         self.chunk = chunk
 
     def _fill(self):
-        raw = self.handle.read(self.chunk)
-        if not raw:
-            tail = b""
-            if self.decryptor is not None:
-                tail = self.decryptor.finalize()
-            plain = self._decompress(tail) + self.decompressor.flush()
-            self._account(plain)
-            self.eof = True
-            self._verify()
-            return
-        self.stored += len(raw)
-        if self.decryptor is not None:
-            raw = self.decryptor.update(raw)
-        self._account(self._decompress(raw))
-
-    def _decompress(self, data):
-        if not data:
-            return b""
         try:
-            return self.decompressor.decompress(data)
+            piece = self.plain.next()
         except (zlib.error, ValueError) as exc:
             raise IntegrityError("%s cannot be decompressed: %s" % (self.key, exc))
+        except IntegrityError:
+            raise
         except Exception as exc:  # zstandard.ZstdError is not importable without the library
             if HAS_ZSTANDARD and isinstance(exc, zstandard.ZstdError):
                 raise IntegrityError("%s cannot be decompressed: %s" % (self.key, exc))
             raise
-
-    def _account(self, plain):
-        if plain:
-            self.hash.update(plain)
-            self.size += len(plain)
-            self.buffer += plain
+        if not piece:
+            # The stored stream must be fully consumed (and, encrypted, end with its final chunk).
+            if self.stored.read(1) or not self.stored.eof:
+                raise IntegrityError("%s has bytes after the end of its compressed data" % self.key)
+            self.eof = True
+            self._verify()
+            return
+        self.hash.update(piece)
+        self.size += len(piece)
+        self.buffer += piece
 
     def _verify(self):
         expected_size = self.record.get("size")

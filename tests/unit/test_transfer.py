@@ -162,3 +162,28 @@ def test_object_names():
     assert transfer.object_name("base.tar", "zstd", True) == "base.tar.zst.enc"
     assert transfer.object_name("base.tar", "gzip", False) == "base.tar.gz"
     assert transfer.object_name("base.tar", "none", False) == "base.tar"
+
+
+@pytest.mark.parametrize("compression", ["zstd", "gzip"])
+def test_decoding_memory_is_bounded_on_highly_compressible_data(repo, compression):
+    """256 MiB of zeros compress to almost nothing; decoding must still go a chunk at a time."""
+    import tracemalloc
+
+    zeros = b"\0" * (8 * 1024 * 1024)
+    record = transfer.store_stream(repo, "c/zeros", "zeros", (zeros for dummy in range(32)), compression)
+    assert record["stored_size"] < 2 * 1024 * 1024
+    tracemalloc.start()
+    try:
+        with transfer.ObjectSource(repo, "c/zeros", record) as source:
+            total = 0
+            while True:
+                piece = source.read(transfer.CHUNK)
+                if not piece:
+                    break
+                assert len(piece) <= transfer.CHUNK
+                total += len(piece)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert total == 256 * 1024 * 1024
+    assert peak < 16 * 1024 * 1024, "decoding held %d bytes at once" % peak
