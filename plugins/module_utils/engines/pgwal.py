@@ -74,10 +74,11 @@ def segment_sysid(path):
 def transaction_times(path, waldump):
     """First and last commit/abort time in a segment (aware datetimes), or (None, None)."""
     out, dummy = tools.run([waldump, "-r", "Transaction", path], env={"TZ": "UTC", "PGTZ": "UTC"}, timeout=120, check=False)
-    times = [parse_time(match.replace(" ", "T") + "Z") for match in _WALDUMP_TIME.findall(out)]
-    if not times:
+    found = _WALDUMP_TIME.findall(out)
+    if not found:
         return None, None
-    return min(times), max(times)
+    # pg_waldump prints fixed-width UTC times: string order is time order, so parse only the two ends.
+    return parse_time(min(found).replace(" ", "T") + "Z"), parse_time(max(found).replace(" ", "T") + "Z")
 
 
 def _sha256_file(path):
