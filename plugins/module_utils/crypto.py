@@ -43,18 +43,40 @@ from ansible_collections.dataprotection.databases.plugins.module_utils.errors im
     WrongKey,
 )
 
-try:
-    from cryptography.exceptions import InvalidTag
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-    from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+_LIBRARY = {}
 
-    HAS_CRYPTOGRAPHY = True
-    CRYPTOGRAPHY_IMPORT_ERROR = None
-except ImportError:
-    HAS_CRYPTOGRAPHY = False
-    CRYPTOGRAPHY_IMPORT_ERROR = traceback.format_exc()
+
+def _library():
+    """The cryptography primitives, imported on first use.
+
+    Importing cryptography takes longer than everything else an
+    archive_command does; repositories without encryption never need it.
+    """
+    if not _LIBRARY:
+        try:
+            from cryptography.exceptions import InvalidTag  # pylint: disable=import-outside-toplevel
+            from cryptography.hazmat.primitives import hashes  # pylint: disable=import-outside-toplevel
+            from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # pylint: disable=import-outside-toplevel
+            from cryptography.hazmat.primitives.kdf.hkdf import HKDF  # pylint: disable=import-outside-toplevel
+            from cryptography.hazmat.primitives.kdf.scrypt import Scrypt  # pylint: disable=import-outside-toplevel
+        except ImportError:
+            raise MissingDependency(
+                "the Python library 'cryptography' is required for encrypted repositories",
+                hint="Install it on the host that runs the task (pip install cryptography)",
+                traceback=traceback.format_exc(),
+            )
+        _LIBRARY.update(InvalidTag=InvalidTag, hashes=hashes, AESGCM=AESGCM, HKDF=HKDF, Scrypt=Scrypt)
+    return _LIBRARY
+
+
+def cryptography_missing():
+    """None when cryptography can be imported, else the import traceback."""
+    try:
+        _library()
+    except MissingDependency as exc:
+        return exc.details.get("traceback") or str(exc)
+    return None
+
 
 MAGIC = b"DPGCM1"
 SALT_LEN = 16
@@ -69,12 +91,7 @@ OBJECT_INFO = b"dataprotection.databases object v1"
 
 
 def require_cryptography():
-    if not HAS_CRYPTOGRAPHY:
-        raise MissingDependency(
-            "the Python library 'cryptography' is required for encrypted repositories",
-            hint="Install it on the host that runs the task (pip install cryptography)",
-            traceback=CRYPTOGRAPHY_IMPORT_ERROR,
-        )
+    return _library()
 
 
 def _b64(data):
@@ -86,12 +103,12 @@ def _unb64(text):
 
 
 def derive_master_key(passphrase, salt, kdf):
-    require_cryptography()
+    lib = require_cryptography()
     if kdf.get("name") != "scrypt":
         raise EncryptionError("unknown key derivation %r in the repository" % kdf.get("name"))
     if isinstance(passphrase, str):
         passphrase = passphrase.encode("utf-8")
-    return Scrypt(salt=salt, length=32, n=int(kdf["n"]), r=int(kdf["r"]), p=int(kdf["p"])).derive(passphrase)
+    return lib["Scrypt"](salt=salt, length=32, n=int(kdf["n"]), r=int(kdf["r"]), p=int(kdf["p"])).derive(passphrase)
 
 
 def key_check_value(master_key):
@@ -141,7 +158,8 @@ def unlock(record, passphrase, location):
 
 
 def _object_key(master, salt):
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=OBJECT_INFO).derive(master)
+    lib = require_cryptography()
+    return lib["HKDF"](algorithm=lib["hashes"].SHA256(), length=32, salt=salt, info=OBJECT_INFO).derive(master)
 
 
 def _nonce(counter):
@@ -156,10 +174,10 @@ class ChunkEncryptor(object):
     """Streaming encryptor: ``update`` and ``finalize`` return ciphertext bytes."""
 
     def __init__(self, master, chunk_size=CHUNK_SIZE):
-        require_cryptography()
+        lib = require_cryptography()
         salt = os.urandom(SALT_LEN)
         self.header = MAGIC + salt
-        self.aead = AESGCM(_object_key(master, salt))
+        self.aead = lib["AESGCM"](_object_key(master, salt))
         self.chunk_size = chunk_size
         self.counter = 0
         self.buffer = bytearray()
@@ -199,7 +217,7 @@ class ChunkDecryptor(object):
     """Streaming decryptor: ``update`` returns plain bytes; ``finalize`` checks the end."""
 
     def __init__(self, master, name="object"):
-        require_cryptography()
+        self.lib = require_cryptography()
         self.master = master
         self.name = name
         self.header = None
@@ -218,7 +236,7 @@ class ChunkDecryptor(object):
             if not header.startswith(MAGIC):
                 raise IntegrityError("%s is not an encrypted object of this format (bad header)" % self.name)
             self.header = header
-            self.aead = AESGCM(_object_key(self.master, header[len(MAGIC):]))
+            self.aead = self.lib["AESGCM"](_object_key(self.master, header[len(MAGIC):]))
             del self.buffer[:HEADER_LEN]
         while len(self.buffer) >= 4:
             if self.finished:
@@ -234,7 +252,7 @@ class ChunkDecryptor(object):
             del self.buffer[:4 + length]
             try:
                 plain = self.aead.decrypt(_nonce(self.counter), sealed, _aad(self.header, self.counter, final))
-            except InvalidTag:
+            except self.lib["InvalidTag"]:
                 raise IntegrityError(
                     "%s failed authentication at chunk %d: it is damaged or was written with another key" % (self.name, self.counter)
                 )

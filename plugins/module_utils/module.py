@@ -38,8 +38,10 @@ class DataProtectionModule(AnsibleModule):
         self.repo_spec = dict(self.params["repo"])
         if self.repo_spec["type"] == "s3" and not HAS_BOTO3:
             self.fail_json(msg=missing_required_lib("boto3", reason="for repo.type s3"), exception=BOTO3_IMPORT_ERROR)
-        if self.repo_spec.get("encryption_key") and not crypto.HAS_CRYPTOGRAPHY:
-            self.fail_json(msg=missing_required_lib("cryptography", reason="for repo.encryption_key"), exception=crypto.CRYPTOGRAPHY_IMPORT_ERROR)
+        if self.repo_spec.get("encryption_key"):
+            missing = crypto.cryptography_missing()
+            if missing:
+                self.fail_json(msg=missing_required_lib("cryptography", reason="for repo.encryption_key"), exception=missing)
         if needs_zstandard and not transfer.HAS_ZSTANDARD:
             self.fail_json(msg=missing_required_lib("zstandard", reason="for zstd compression"), exception=transfer.ZSTANDARD_IMPORT_ERROR)
 
