@@ -11,7 +11,7 @@ from copy import deepcopy
 
 from ansible.module_utils.basic import env_fallback
 
-from ansible_collections.dataprotection.databases.plugins.module_utils.matrix import ENGINES  # noqa: F401, pylint: disable=unused-import
+from ansible_collections.dataprotection.databases.plugins.module_utils.matrix import ENGINES
 
 REPO_OPTIONS = dict(
     type=dict(type="str", default="local", choices=["local", "s3"]),
@@ -42,6 +42,8 @@ REPO_ARGUMENT_SPEC = dict(
 
 CLUSTER_ARGUMENT_SPEC = dict(cluster=dict(type="str", required=True))
 
+ENGINE_OPTION = dict(type="str", required=True, choices=list(ENGINES))
+
 
 def repo_argument_spec(**extra):
     """The shared ``repo`` option plus a module's own options."""
@@ -67,5 +69,6 @@ def engine_argument_spec(**extra):
     """``repo``, ``cluster`` and ``connection`` plus a module's own options."""
     spec = repo_argument_spec(**deepcopy(CLUSTER_ARGUMENT_SPEC))
     spec.update(deepcopy(CONNECTION_ARGUMENT_SPEC))
+    spec["engine"] = deepcopy(ENGINE_OPTION)
     spec.update(extra)
     return spec

@@ -159,7 +159,7 @@ error:
   type: dict
 """
 
-from ansible_collections.dataprotection.databases.plugins.module_utils.args_common import ENGINES, engine_argument_spec
+from ansible_collections.dataprotection.databases.plugins.module_utils.args_common import engine_argument_spec
 from ansible_collections.dataprotection.databases.plugins.module_utils.backup import BackupRequest, run_backup
 from ansible_collections.dataprotection.databases.plugins.module_utils.matrix import default_method
 from ansible_collections.dataprotection.databases.plugins.module_utils.module import DataProtectionModule
@@ -184,7 +184,6 @@ def run(module):
 def main():
     module = DataProtectionModule(
         argument_spec=engine_argument_spec(
-            engine=dict(type="str", required=True, choices=list(ENGINES)),
             method=dict(type="str"),
             compression=dict(type="str", choices=["zstd", "gzip", "none"]),
             compression_level=dict(type="int"),

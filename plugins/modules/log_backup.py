@@ -158,7 +158,7 @@ windows:
   elements: dict
 """
 
-from ansible_collections.dataprotection.databases.plugins.module_utils.args_common import ENGINES, engine_argument_spec
+from ansible_collections.dataprotection.databases.plugins.module_utils.args_common import engine_argument_spec
 from ansible_collections.dataprotection.databases.plugins.module_utils.logbackup import LogBackupRequest, run_log_backup
 from ansible_collections.dataprotection.databases.plugins.module_utils.module import DataProtectionModule
 
@@ -179,7 +179,6 @@ def run(module):
 def main():
     module = DataProtectionModule(
         argument_spec=engine_argument_spec(
-            engine=dict(type="str", required=True, choices=list(ENGINES)),
             method=dict(type="str"),
             state=dict(type="str", default="enabled", choices=["enabled", "disabled", "synced"]),
             agent_command=dict(type="path", default="/usr/local/bin/dataprotection"),

@@ -188,7 +188,9 @@ windows:
   elements: dict
 """
 
-from ansible_collections.dataprotection.databases.plugins.module_utils.args_common import ENGINES
+from copy import deepcopy
+
+from ansible_collections.dataprotection.databases.plugins.module_utils.args_common import ENGINE_OPTION
 from ansible_collections.dataprotection.databases.plugins.module_utils.module import DataProtectionModule
 from ansible_collections.dataprotection.databases.plugins.module_utils.restore import RestoreRequest, run_restore
 
@@ -210,7 +212,7 @@ def run(module):
 def main():
     module = DataProtectionModule(
         argument_spec=dict(
-            engine=dict(type="str", required=True, choices=list(ENGINES)),
+            engine=deepcopy(ENGINE_OPTION),
             cluster=dict(type="str", required=True),
             backup_id=dict(type="str"),
             restore_time=dict(type="str"),
