@@ -33,18 +33,24 @@ options:
         description: TCP port of the server. The engine's default port when omitted.
         type: int
       user:
-        description: User to connect as. For PostgreSQL the default is C(postgres).
+        description: User to connect as. The default is C(postgres) for PostgreSQL and C(root) for MySQL/MariaDB.
         type: str
       password:
         description: Password of O(connection.user).
         type: str
       socket:
-        description: Unix socket (PostgreSQL - its directory) to connect through instead of TCP.
+        description: Unix socket (PostgreSQL - its directory; MySQL/MariaDB - the socket file) to connect through instead of TCP.
         type: path
       database:
         description: Database to connect to for queries, where the engine has one.
         type: str
       bin_dir:
         description: Directory of the engine's client tools, when they are not on E(PATH) or in the usual places.
+        type: path
+      defaults_file:
+        description:
+          - "MySQL/MariaDB: an option file handed to the client and backup tools as C(--defaults-file). Without it they
+            run with C(--no-defaults), so nothing in C(~/.my.cnf) or C(/etc/mysql) changes what they do. Give the
+            server's option file when its InnoDB files are not in the data directory."
         type: path
 """

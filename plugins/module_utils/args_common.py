@@ -60,6 +60,7 @@ CONNECTION_OPTIONS = dict(
     socket=dict(type="path"),
     database=dict(type="str"),
     bin_dir=dict(type="path"),
+    defaults_file=dict(type="path"),
 )
 
 CONNECTION_ARGUMENT_SPEC = dict(connection=dict(type="dict", default={}, options=CONNECTION_OPTIONS))

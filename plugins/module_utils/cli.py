@@ -3,13 +3,15 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The host command, ``dataprotection``: the same core, run by the database host without Ansible.
 
-It is what PostgreSQL's archive_command and restore_command call, and what
+It is what PostgreSQL's archive_command and restore_command call, what
+ships MySQL/MariaDB binary logs (a systemd service or a cron line), and what
 host timers run.  It reads one configuration file per cluster (written by the
 log_backup module, mode 0600, owned by the database's user) holding the
 repository, the cluster, the engine and its settings::
 
     dataprotection wal-push %p --config /etc/dataprotection/orders-db.json
     dataprotection wal-fetch %f %p --config /etc/dataprotection/orders-db.json
+    dataprotection binlog-ship [--follow] --config /etc/dataprotection/shop-db.json
     dataprotection backup --config /etc/dataprotection/orders-db.json
     dataprotection restore --backup-id ID --data-dir DIR --config /etc/dataprotection/orders-db.json
     dataprotection info --config /etc/dataprotection/orders-db.json
@@ -68,6 +70,35 @@ def cmd_wal_push(args, config):
     if args.verbose:
         sys.stdout.write(json.dumps(result, sort_keys=True) + "\n")
     return EXIT_OK
+
+
+def cmd_binlog_ship(args, config):
+    import time  # pylint: disable=import-outside-toplevel
+
+    from ansible_collections.dataprotection.databases.plugins.module_utils.engines import mysql  # pylint: disable=import-outside-toplevel
+    from ansible_collections.dataprotection.databases.plugins.module_utils.repoconfig import open_repository  # pylint: disable=import-outside-toplevel
+
+    if config["engine"] != "mysql":
+        sys.stderr.write("dataprotection binlog-ship: cluster %s is a %s cluster\n" % (config["cluster"], config["engine"]))
+        return EXIT_CONFIG
+    conn = mysql.Connection(config.get("connection"))
+    while True:
+        with open_repository(config["repo"]) as repository:
+            result = mysql.ship(
+                repository, config["cluster"], conn, config["binlog_index"],
+                rotate="now" if args.rotate else None,
+                interval=int(config.get("rotate_interval") or 300),
+                size_mb=int(config.get("rotate_size_mb") or 256),
+                compression=config.get("compression") or "zstd",
+                level=config.get("compression_level"),
+            )
+        if args.verbose or result["shipped"] or result["missing_on_server"]:
+            sys.stdout.write(json.dumps(result, sort_keys=True) + "\n")
+            sys.stdout.flush()
+        if not args.follow:
+            return EXIT_OK
+        args.rotate = False
+        time.sleep(args.poll)
 
 
 def cmd_wal_fetch(args, config):
@@ -136,6 +167,11 @@ def parser():
     fetch.add_argument("name")
     fetch.add_argument("destination")
     fetch.set_defaults(run=cmd_wal_fetch)
+    ship = sub.add_parser("binlog-ship", help="rotate the binary log when due and archive the closed ones (MySQL/MariaDB)")
+    ship.add_argument("--follow", action="store_true", help="keep running: a pass every --poll seconds")
+    ship.add_argument("--poll", type=float, default=10.0, help="seconds between passes with --follow")
+    ship.add_argument("--rotate", action="store_true", help="rotate now, whatever the interval and size")
+    ship.set_defaults(run=cmd_binlog_ship)
     backup = sub.add_parser("backup", help="take a full backup now")
     backup.add_argument("--method")
     backup.add_argument("--label", action="append", help="key=value, repeatable")
@@ -145,7 +181,7 @@ def parser():
     target.add_argument("--backup-id")
     target.add_argument("--restore-time")
     restore.add_argument("--data-dir", required=True)
-    restore.add_argument("--owner", default="postgres")
+    restore.add_argument("--owner", help="owner of the restored files (default: postgres, or mysql)")
     restore.add_argument("--force", action="store_true")
     restore.add_argument("--check", action="store_true", help="print the plan, change nothing")
     restore.set_defaults(run=cmd_restore)

@@ -14,12 +14,13 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.dataprotection.databases.plugins.module_utils.engines import postgresql
+from ansible_collections.dataprotection.databases.plugins.module_utils.engines import mysql, postgresql
 from ansible_collections.dataprotection.databases.plugins.module_utils.errors import UnsupportedError
 
 # engine name -> implementation module; an engine appears here once implemented.
 REGISTRY = {
     "postgresql": postgresql,
+    "mysql": mysql,
 }
 
 

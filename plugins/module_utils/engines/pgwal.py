@@ -21,23 +21,21 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import datetime
-import hashlib
 import os
 import re
 import struct
 
 from ansible_collections.dataprotection.databases.plugins.module_utils import tools
+from ansible_collections.dataprotection.databases.plugins.module_utils.engines import logarchive
 from ansible_collections.dataprotection.databases.plugins.module_utils.errors import (
     ConfigError,
     EngineError,
     IntegrityError,
     ObjectExists,
-    RecoveryWindowError,
 )
 from ansible_collections.dataprotection.databases.plugins.module_utils.manifest import check_cluster
-from ansible_collections.dataprotection.databases.plugins.module_utils.timeutil import UTC, format_time, parse_time
-from ansible_collections.dataprotection.databases.plugins.module_utils.transfer import copy_object_to, object_name, store_stream
+from ansible_collections.dataprotection.databases.plugins.module_utils.timeutil import parse_time
+from ansible_collections.dataprotection.databases.plugins.module_utils.transfer import object_name, store_stream
 
 SEGMENT = re.compile(r"^[0-9A-F]{24}$")
 HISTORY = re.compile(r"^[0-9A-F]{8}\.history$")
@@ -45,21 +43,12 @@ OTHER = re.compile(r"^[0-9A-F]{24}(\.[0-9A-F]{8}\.backup|\.partial)$")
 STORED = re.compile(r"^(?P<name>[0-9A-F]{24})-(?P<sha>[0-9a-f]{64})-(?P<first>\d+|n)-(?P<last>\d+|n)(?P<ext>(\.zst|\.gz)?(\.enc)?)$")
 STORED_OTHER = re.compile(r"^(?P<name>[0-9A-F.a-z]+?)-(?P<sha>[0-9a-f]{64})(?P<ext>(\.zst|\.gz)?(\.enc)?)$")
 _WALDUMP_TIME = re.compile(r"desc: (?:COMMIT|ABORT|COMMIT_PREPARED|ABORT_PREPARED) (\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(?:\.\d+)?) UTC")
-EPOCH = datetime.datetime(1970, 1, 1, tzinfo=UTC)
 XLP_LONG_HEADER_SYSID = 24
 WAL_SEG_SIZE = 16 * 1024 * 1024
 
 
 def wal_prefix(cluster):
     return "%s/logs/wal/" % check_cluster(cluster)
-
-
-def _micros(value):
-    return int((value - EPOCH).total_seconds() * 1000000)
-
-
-def _from_micros(value):
-    return EPOCH + datetime.timedelta(microseconds=int(value))
 
 
 def segment_sysid(path):
@@ -79,16 +68,6 @@ def transaction_times(path, waldump):
         return None, None
     # pg_waldump prints fixed-width UTC times: string order is time order, so parse only the two ends.
     return parse_time(min(found).replace(" ", "T") + "Z"), parse_time(max(found).replace(" ", "T") + "Z")
-
-
-def _sha256_file(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while True:
-            chunk = handle.read(1024 * 1024)
-            if not chunk:
-                return digest.hexdigest()
-            digest.update(chunk)
 
 
 def _directory(name):
@@ -113,7 +92,7 @@ def push(repository, cluster, path, system_identifier=None, waldump=None, compre
                 "WAL segment %s belongs to database system %s, but cluster %s belongs to %s" % (name, found, cluster, system_identifier),
                 hint="Another server is archiving into this cluster name; give each database its own cluster",
             )
-    sha = _sha256_file(path)
+    sha = logarchive.sha256_file(path)
     directory = wal_prefix(cluster) + _directory(name) + "/"
     repo = repository.repo
     for info in repo.list(directory + name + "-"):
@@ -128,7 +107,7 @@ def push(repository, cluster, path, system_identifier=None, waldump=None, compre
             )
     if SEGMENT.match(name):
         first, last = transaction_times(path, waldump) if waldump else (None, None)
-        base = "%s-%s-%s-%s" % (name, sha, _micros(first) if first else "n", _micros(last) if last else "n")
+        base = "%s-%s-%s-%s" % (name, sha, logarchive.to_micros(first), logarchive.to_micros(last))
     else:
         base = "%s-%s" % (name, sha)
     key_name = object_name(base, compression, repository.encrypted)
@@ -142,14 +121,6 @@ def push(repository, cluster, path, system_identifier=None, waldump=None, compre
         repo.delete(directory + key_name)
         raise IntegrityError("WAL file %s changed while it was archived" % name, hint="PostgreSQL will retry the archive_command")
     return {"name": name, "key": directory + key_name, "sha256": sha, "stored": True, "size": record["size"], "stored_size": record["stored_size"]}
-
-
-def _record_for(key, sha):
-    """The record transfer needs to read a stored WAL object (sizes are checked by the hash)."""
-    ext = key[key.index(sha) + 64:]
-    compression = "zstd" if ".zst" in ext else ("gzip" if ".gz" in ext else "none")
-    return {"name": key.rsplit("/", 1)[-1], "size": None, "sha256": sha, "compression": compression,
-            "encryption": "aes-256-gcm" if ext.endswith(".enc") else "none"}
 
 
 def segments(repo, cluster):
@@ -171,8 +142,8 @@ def segments(repo, cluster):
             "name": name,
             "key": info.key,
             "sha256": match.group("sha"),
-            "first": _from_micros(match.group("first")) if match.group("first") != "n" else None,
-            "last": _from_micros(match.group("last")) if match.group("last") != "n" else None,
+            "first": logarchive.from_micros(match.group("first")),
+            "last": logarchive.from_micros(match.group("last")),
             "stored_size": info.size,
         }
     return index
@@ -213,16 +184,7 @@ def windows(repo, cluster, manifests):
         start = parse_time(manifest["end_time"])
         if reach is not None and reach > start:
             spans.append((start, reach, manifest["backup_id"]))
-    spans.sort()
-    merged = []
-    for start, end, backup_id in spans:
-        if merged and start <= merged[-1]["_end"]:
-            merged[-1]["_end"] = max(merged[-1]["_end"], end)
-            merged[-1]["base_backups"].append(backup_id)
-        else:
-            merged.append({"_start": start, "_end": end, "base_backups": [backup_id]})
-    return [{"start": format_time(w["_start"]), "end": format_time(w["_end"]), "base_backups": sorted(w["base_backups"], reverse=True)}
-            for w in merged]
+    return logarchive.merge_windows(spans)
 
 
 def plan_pitr(repo, cluster, manifests, target):
@@ -240,31 +202,14 @@ def plan_pitr(repo, cluster, manifests, target):
             if entry["last"] is not None and entry["last"] > target:
                 break
         return manifest, needed
-    found = windows(repo, cluster, manifests)
-    raise RecoveryWindowError(
-        "restore_time %s is outside every recoverable window of cluster %s" % (format_time(target), cluster),
-        hint="Recoverable windows: %s" % ("; ".join("%s .. %s" % (w["start"], w["end"]) for w in found) or
-                                          "none (no full backup is followed by archived WAL; enable log_backup and take a full backup)"),
-        windows=found,
-    )
+    raise logarchive.outside_windows(target, cluster, windows(repo, cluster, manifests), "WAL")
 
 
 def fetch_segments(repository, entries, destination, owner_uid=None, owner_gid=None):
     """Write archived segments, decoded and checked, into ``destination`` (e.g. pg_wal)."""
-    written = 0
     for entry in entries:
-        final = os.path.join(destination, entry["name"])
-        tmp = final + ".dp-tmp"
-        with open(tmp, "wb") as handle:
-            copy_object_to(repository.repo, entry["key"], _record_for(entry["key"], entry["sha256"]), handle.write, repository.master_key)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o600)
-        if owner_uid is not None:
-            os.chown(tmp, owner_uid, owner_gid)
-        os.rename(tmp, final)
-        written += 1
-    return written
+        logarchive.fetch_to(repository, entry["key"], entry["sha256"], os.path.join(destination, entry["name"]), owner_uid, owner_gid)
+    return len(entries)
 
 
 def fetch_one(repository, cluster, name, destination):
@@ -275,17 +220,7 @@ def fetch_one(repository, cluster, name, destination):
         match = STORED.match(stored) or STORED_OTHER.match(stored)
         if not match or match.group("name") != name:
             continue
-        tmp = destination + ".dp-tmp"
-        try:
-            with open(tmp, "wb") as handle:
-                copy_object_to(repository.repo, info.key, _record_for(info.key, match.group("sha")), handle.write, repository.master_key)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.rename(tmp, destination)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        logarchive.fetch_to(repository, info.key, match.group("sha"), destination)
         return True
     return False
 

@@ -16,7 +16,7 @@ __metaclass__ = type
 import os
 import re
 
-from ansible_collections.dataprotection.databases.plugins.module_utils import tools
+from ansible_collections.dataprotection.databases.plugins.module_utils import hostfiles, tools
 from ansible_collections.dataprotection.databases.plugins.module_utils.engines import pgwal
 from ansible_collections.dataprotection.databases.plugins.module_utils.errors import ConfigError, EngineError, ToolError
 from ansible_collections.dataprotection.databases.plugins.module_utils.timeutil import UTC, utcnow
@@ -211,77 +211,16 @@ def wal_segment_name(timeline, lsn, segment_size=16 * 1024 * 1024):
 # Restore ------------------------------------------------------------------
 
 
+def _postmaster_running(data_dir):
+    pid = hostfiles.read_pid(os.path.join(data_dir, "postmaster.pid"))
+    if pid and hostfiles.pid_alive(pid):
+        return "a PostgreSQL server (pid %d) runs on it" % pid
+    return None
+
+
 def check_target(data_dir, force):
-    """Refuse a non-empty data directory unless ``force``; return what is there."""
-    if not os.path.isabs(data_dir or ""):
-        raise ConfigError("data_dir must be an absolute path, got %r" % (data_dir,))
-    if os.path.exists(data_dir) and not os.path.isdir(data_dir):
-        raise ConfigError("data_dir %s exists and is not a directory" % data_dir)
-    entries = sorted(os.listdir(data_dir)) if os.path.isdir(data_dir) else []
-    if entries and not force:
-        if os.path.exists(os.path.join(data_dir, "postmaster.pid")):
-            detail = "a PostgreSQL server may be running on it (postmaster.pid exists)"
-        else:
-            detail = "it holds %d entries (%s)" % (len(entries), ", ".join(entries[:5]))
-        raise ConfigError(
-            "data_dir %s is not empty: %s" % (data_dir, detail),
-            hint="Restore into an empty or new directory, or set force: true to replace its contents (stop the server first)",
-        )
-    if entries and os.path.exists(os.path.join(data_dir, "postmaster.pid")):
-        pid = _read_pid(os.path.join(data_dir, "postmaster.pid"))
-        if pid and _alive(pid):
-            raise ConfigError(
-                "a PostgreSQL server (pid %d) is running on data_dir %s" % (pid, data_dir),
-                hint="Stop it before restoring over its data directory",
-            )
-    return entries
-
-
-def _read_pid(path):
-    try:
-        with open(path) as handle:
-            return int(handle.readline().strip())
-    except (IOError, ValueError):
-        return None
-
-
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    try:
-        with open("/proc/%d/stat" % pid) as handle:
-            return handle.read().split(")")[-1].split()[0] != "Z"
-    except IOError:
-        return True
-
-
-def clear_directory(path):
-    import shutil  # pylint: disable=import-outside-toplevel
-
-    for name in os.listdir(path):
-        full = os.path.join(path, name)
-        if os.path.isdir(full) and not os.path.islink(full):
-            shutil.rmtree(full)
-        else:
-            os.unlink(full)
-
-
-def chown_tree(path, owner, group=None):
-    import grp  # pylint: disable=import-outside-toplevel
-    import pwd  # pylint: disable=import-outside-toplevel
-
-    try:
-        entry = pwd.getpwnam(owner)
-    except KeyError:
-        raise ConfigError("owner %r is not a user on this host" % owner, hint="Create the user or set owner to the user PostgreSQL runs as")
-    gid = grp.getgrnam(group).gr_gid if group else entry.pw_gid
-    uid = entry.pw_uid
-    os.lchown(path, uid, gid)
-    for dirpath, dirnames, filenames in os.walk(path):
-        for name in dirnames + filenames:
-            os.lchown(os.path.join(dirpath, name), uid, gid)
+    """Refuse a non-empty data directory unless ``force``, and a running server's always; return what is there."""
+    return hostfiles.check_target(data_dir, force, _postmaster_running, server="the PostgreSQL server")
 
 
 def plan_pitr(repo, cluster, manifests, target):
@@ -318,12 +257,7 @@ def restore(repository, manifest, request, wal=None):
     data_dir = request.target
     owner = request.options.get("owner") or "postgres"
     group = request.options.get("group")
-    created = not os.path.exists(data_dir)
-    if not created and os.listdir(data_dir):
-        clear_directory(data_dir)
-    if created:
-        os.makedirs(data_dir, 0o700)
-    try:
+    with hostfiles.Target(data_dir):
         size = restore_files(repository, manifest, data_dir, owner, group)
         fetched = 0
         if wal is not None:
@@ -333,15 +267,6 @@ def restore(repository, manifest, request, wal=None):
             write_recovery_settings(data_dir, owner, group, target_time=pg_time(request.restore_time))
         else:
             write_recovery_settings(data_dir, owner, group)
-    except BaseException:
-        # Leave no half-restored directory that looks usable.
-        if created:
-            import shutil  # pylint: disable=import-outside-toplevel
-
-            shutil.rmtree(data_dir, ignore_errors=True)
-        elif os.path.isdir(data_dir):
-            clear_directory(data_dir)
-        raise
     result = {"data_dir": data_dir, "bytes": size, "wal_segments": fetched, "owner": owner}
     if request.options.get("start"):
         result["server"] = start_and_wait(data_dir, owner, request, manifest.get("engine_version"))
@@ -349,12 +274,7 @@ def restore(repository, manifest, request, wal=None):
 
 
 def _user(name):
-    import pwd  # pylint: disable=import-outside-toplevel
-
-    try:
-        return pwd.getpwnam(name)
-    except KeyError:
-        raise ConfigError("owner %r is not a user on this host" % name, hint="Create the user or set owner to the user PostgreSQL runs as")
+    return hostfiles.lookup_user(name, "PostgreSQL")
 
 
 def start_and_wait(data_dir, owner, request, server_version=None):
@@ -374,7 +294,7 @@ def start_and_wait(data_dir, owner, request, server_version=None):
     try:
         tools.run(argv, timeout=int(options.get("wait_timeout") or 300) + 30, what="pg_ctl start")
     except ToolError as exc:
-        raise EngineError("PostgreSQL did not start on %s: %s" % (data_dir, _log_tail(log) or exc),
+        raise EngineError("PostgreSQL did not start on %s: %s" % (data_dir, hostfiles.log_tail(log) or exc),
                           hint="Read %s; the restored files are in place" % log)
     conn = Connection({"socket": socket_dir, "port": port, "user": owner if owner != "root" else "postgres",
                        "password": options.get("password"), "bin_dir": options.get("bin_dir")})
@@ -389,14 +309,6 @@ def start_and_wait(data_dir, owner, request, server_version=None):
             raise EngineError("PostgreSQL on %s did not finish recovery in time" % data_dir, hint="Read %s" % log)
         time.sleep(0.5)
     return {"port": port, "socket_dir": socket_dir, "log": log, "promoted": True}
-
-
-def _log_tail(path, lines=15):
-    try:
-        with open(path) as handle:
-            return "".join(handle.readlines()[-lines:])
-    except IOError:
-        return ""
 
 
 def restore_files(repository, manifest, data_dir, owner="postgres", group=None):
@@ -419,7 +331,7 @@ def restore_files(repository, manifest, data_dir, owner="postgres", group=None):
         except OSError:
             pass
     os.chmod(data_dir, 0o700)
-    chown_tree(data_dir, owner, group)
+    hostfiles.chown_tree(data_dir, owner, group)
     return record["size"]
 
 
@@ -443,7 +355,7 @@ def write_recovery_settings(data_dir, owner, group=None, target_time=None, resto
         handle.write("\n".join(lines) + "\n")
     if target_time is not None:
         open(os.path.join(data_dir, "recovery.signal"), "w").close()
-    chown_tree(data_dir, owner, group)
+    hostfiles.chown_tree(data_dir, owner, group)
 
 
 def windows(repo, cluster, manifests):
@@ -498,11 +410,7 @@ def log_backup(repository, request, state, check_mode=False):
         if server["wal_level"] == "minimal":
             raise EngineError("wal_level is minimal on %s; WAL archiving needs replica or logical" % conn.target(),
                               hint="ALTER SYSTEM SET wal_level = replica; then restart PostgreSQL")
-        if not (os.path.isfile(agent) and os.access(agent, os.X_OK)):
-            raise EngineError(
-                "the host command %s is not installed on this host" % agent,
-                hint="Install it with the dataprotection.databases.agent role, or set agent_command to where it is; archive_command was not changed",
-            )
+        hostfiles.check_agent(agent, "archive_command")
         data_dir = server["data_directory"]
         if not os.path.isdir(data_dir):
             raise EngineError(
@@ -510,16 +418,7 @@ def log_backup(repository, request, state, check_mode=False):
                 hint="Run log_backup on the database host itself: archive_command runs there",
             )
         owner = os.stat(data_dir)
-        if repository.repo.type == "local":
-            root = os.stat(repository.repo.root)
-            if root.st_uid != owner.st_uid:
-                import pwd  # pylint: disable=import-outside-toplevel
-
-                name = pwd.getpwuid(owner.st_uid).pw_name
-                raise EngineError(
-                    "the local repository %s is not owned by %s, the user PostgreSQL runs archive_command as" % (repository.repo.root, name),
-                    hint="Give it to that user: dataprotection.databases.backup_repo with owner: %s" % name,
-                )
+        hostfiles.check_repo_owner(repository.repo, owner.st_uid, "PostgreSQL", "archive_command")
         check_identity(repository.repo, request.cluster, ENGINE, server["system_identifier"], write=not check_mode)
         waldump = conn.tool("pg_waldump", server["major"])
         config = {
@@ -532,7 +431,7 @@ def log_backup(repository, request, state, check_mode=False):
             "compression_level": options.get("compression_level"),
             "connection": dict((k, v) for k, v in request.connection.items() if k != "password" and v is not None),
         }
-        config_changed = _config_differs(config_path, config)
+        config_changed = hostfiles.config_differs(config_path, config)
         command = archive_command(agent, config_path)
         desired = {"archive_mode": "on", "archive_command": command, "archive_timeout": "%ds" % int(options.get("archive_timeout") or 60)}
         to_set = dict((k, v) for k, v in desired.items() if not _same(current[k], v))
@@ -543,7 +442,7 @@ def log_backup(repository, request, state, check_mode=False):
             result["restart_required"] = current["archive_mode"]["running"] != "on"
             return result
         if config_changed:
-            _write_config(config_path, config, owner.st_uid, owner.st_gid)
+            hostfiles.write_config(config_path, config, owner.st_uid, owner.st_gid)
         for name, value in to_set.items():
             conn.query("ALTER SYSTEM SET %s = %s" % (name, _sql_literal(value)))
         if to_set:
@@ -606,29 +505,3 @@ def _same(current, desired):
     # archive_timeout reads back in seconds without a unit.
     return desired.endswith("s") and value == desired[:-1]
 
-
-def _config_differs(path, config):
-    import json  # pylint: disable=import-outside-toplevel
-
-    try:
-        with open(path) as handle:
-            return json.load(handle) != json.loads(json.dumps(config))
-    except (IOError, ValueError):
-        return True
-
-
-def _write_config(path, config, uid, gid):
-    import json  # pylint: disable=import-outside-toplevel
-
-    directory = os.path.dirname(path)
-    if not os.path.isdir(directory):
-        os.makedirs(directory, 0o755)
-    tmp = path + ".tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(config, handle, indent=2, sort_keys=True)
-        handle.write("\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.chown(tmp, uid, gid)
-    os.rename(tmp, path)

@@ -1,0 +1,243 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to the dataprotection.databases collection
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""MySQL/MariaDB binary log archive: read binlog files, push closed ones, index, windows, fetch for PITR.
+
+Layout under ``<cluster>/logs/binlog/``::
+
+    <BASENAME>.<NNNNNN>-<sha256>-<first>-<last><ext>
+
+``<sha256>`` is the hash of the plain file; ``<first>`` is the time of the
+first commit (XID or query event) the file holds and ``<last>`` the time of
+its last event (for a closed file the rotate event, that is when it was
+closed), in microseconds since the Unix epoch, or ``n``.  Binlog event
+timestamps have a resolution of one second.  The names alone index the
+archive.  A file name is pushed once: an identical re-push succeeds, a
+different file under an archived name is refused (a restored server that
+starts its binlog numbering again, or two servers writing one cluster).
+
+Binlog files are read here without any tool: a v4 binary log is a 4-byte
+magic followed by events, each with a 19-byte common header (timestamp,
+type, server id, event size, next position, flags).
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import datetime
+import mmap
+import os
+import re
+import struct
+
+from ansible_collections.dataprotection.databases.plugins.module_utils.errors import (
+    ConfigError,
+    IntegrityError,
+    ObjectExists,
+)
+from ansible_collections.dataprotection.databases.plugins.module_utils.engines import logarchive
+from ansible_collections.dataprotection.databases.plugins.module_utils.manifest import check_cluster
+from ansible_collections.dataprotection.databases.plugins.module_utils.timeutil import format_time, parse_time
+from ansible_collections.dataprotection.databases.plugins.module_utils.transfer import object_name, store_stream
+
+MAGIC = b"\xfebin"
+HEADER = struct.Struct("<IBIIIH")
+QUERY_EVENT = 2
+ROTATE_EVENT = 4
+FORMAT_DESCRIPTION_EVENT = 15
+XID_EVENT = 16
+LOG_EVENT_BINLOG_IN_USE_F = 0x1
+COMMIT_EVENTS = (QUERY_EVENT, XID_EVENT)
+FILE_NAME = re.compile(r"^(?P<base>[A-Za-z0-9_.-]+)\.(?P<seq>\d{6,})$")
+STORED = re.compile(r"^(?P<name>[A-Za-z0-9_.-]+\.\d{6,})-(?P<sha>[0-9a-f]{64})-(?P<first>\d+|n)-(?P<last>\d+|n)(?P<ext>(\.zst|\.gz)?(\.enc)?)$")
+
+
+def binlog_prefix(cluster):
+    return "%s/logs/binlog/" % check_cluster(cluster)
+
+
+def _time(seconds):
+    return logarchive.EPOCH + datetime.timedelta(seconds=int(seconds))
+
+
+def sequence(name):
+    """(basename, number) of a binlog file name, or ConfigError."""
+    match = FILE_NAME.match(name)
+    if not match:
+        raise ConfigError("%r is not a binary log file name (BASENAME.NNNNNN)" % name)
+    return match.group("base"), int(match.group("seq"))
+
+
+def read_events(path):
+    """Summary of a binlog file: creation time, server id, closed or in use, first commit and last event times.
+
+    Raises IntegrityError for a file that is not a v4 binary log.
+    """
+    with open(path, "rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        if size < len(MAGIC) + HEADER.size:
+            raise IntegrityError("%s is too short to be a binary log" % path)
+        data = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+        try:
+            if data[:4] != MAGIC:
+                raise IntegrityError("%s is not a binary log (no binlog magic number)" % path)
+            summary = {"created": None, "server_id": None, "closed": None, "first": None, "last": None, "events": 0, "complete": True}
+            offset = 4
+            first = last = None
+            while offset + HEADER.size <= size:
+                timestamp, kind, server_id, length, dummy_next, flags = HEADER.unpack_from(data, offset)
+                if length < HEADER.size or offset + length > size:
+                    # A torn last event: the server is still writing it.
+                    summary["complete"] = False
+                    break
+                if kind == FORMAT_DESCRIPTION_EVENT and summary["created"] is None:
+                    summary["created"] = _time(timestamp) if timestamp else None
+                    summary["server_id"] = server_id
+                    summary["closed"] = not flags & LOG_EVENT_BINLOG_IN_USE_F
+                if kind in COMMIT_EVENTS and timestamp and (first is None or timestamp < first):
+                    first = timestamp
+                if timestamp and (last is None or timestamp > last):
+                    last = timestamp
+                summary["events"] += 1
+                offset += length
+            if offset != size:
+                summary["complete"] = False
+        finally:
+            data.close()
+    summary["first"] = _time(first) if first else None
+    summary["last"] = _time(last) if last else None
+    return summary
+
+
+def push(repository, cluster, path, compression="zstd", level=None):
+    """Archive one closed binlog file durably; return what was stored.  Safe to repeat."""
+    name = os.path.basename(path)
+    sequence(name)
+    if not os.path.isfile(path):
+        raise ConfigError("binary log %s does not exist" % path)
+    summary = read_events(path)
+    if not summary["closed"] or not summary["complete"]:
+        raise ConfigError("binary log %s is still in use by the server; only closed binary logs are archived" % name,
+                          hint="Rotate it first (FLUSH BINARY LOGS); the host command's binlog-ship does that")
+    sha = logarchive.sha256_file(path)
+    prefix = binlog_prefix(cluster)
+    repo = repository.repo
+    for info in repo.list(prefix + name + "-"):
+        stored = info.key[len(prefix):]
+        match = STORED.match(stored)
+        if not match or match.group("name") != name:
+            continue
+        if match.group("sha") == sha:
+            return {"name": name, "key": info.key, "sha256": sha, "stored": False}
+        raise IntegrityError(
+            "binary log %s is already archived in cluster %s with different content" % (name, cluster),
+            hint="A restored server numbers its binary logs from the start again, or two servers write into one cluster. "
+            "Give this server its own cluster name, or continue the numbering after the archive's with RESET MASTER TO <n>; "
+            "inspect %s before removing anything" % info.key,
+        )
+    first, last = summary["first"], summary["last"]
+    base = "%s-%s-%s-%s" % (name, sha, logarchive.to_micros(first), logarchive.to_micros(last))
+    key_name = object_name(base, compression, repository.encrypted)
+    try:
+        with open(path, "rb") as handle:
+            record = store_stream(repo, prefix + key_name, key_name, handle, compression, level, repository.master_key)
+    except ObjectExists:
+        return {"name": name, "key": prefix + key_name, "sha256": sha, "stored": False}
+    if record["sha256"] != sha:
+        repo.delete(prefix + key_name)
+        raise IntegrityError("binary log %s changed while it was archived" % name, hint="The next binlog-ship run retries it")
+    return {"name": name, "key": prefix + key_name, "sha256": sha, "stored": True, "size": record["size"],
+            "stored_size": record["stored_size"], "first": format_time(first), "last": format_time(last)}
+
+
+def archived(repo, cluster):
+    """Index of archived binlogs: {basename: {number: entry}} from one listing."""
+    prefix = binlog_prefix(cluster)
+    index = {}
+    for info in repo.list(prefix):
+        stored = info.key[len(prefix):]
+        match = STORED.match(stored)
+        if not match:
+            continue
+        base, number = sequence(match.group("name"))
+        index.setdefault(base, {})[number] = {
+            "name": match.group("name"),
+            "key": info.key,
+            "sha256": match.group("sha"),
+            "first": logarchive.from_micros(match.group("first")),
+            "last": logarchive.from_micros(match.group("last")),
+            "stored_size": info.size,
+        }
+    return index
+
+
+def chain_from(index, manifest):
+    """Contiguous archived binlogs from a full backup's binlog file on, and the last event time they reach."""
+    positions = manifest.get("positions") or {}
+    start = positions.get("binlog_file")
+    if not start or not FILE_NAME.match(start):
+        return [], None
+    base, number = sequence(start)
+    files = index.get(base, {})
+    chain = []
+    reach = None
+    while number in files:
+        entry = files[number]
+        chain.append(entry)
+        if entry["last"] is not None and (reach is None or entry["last"] > reach):
+            reach = entry["last"]
+        number += 1
+    return chain, reach
+
+
+def _mysql_manifests(manifests):
+    return [m for m in manifests if m.get("engine") == "mysql" and (m.get("positions") or {}).get("binlog_file")]
+
+
+def windows(repo, cluster, manifests):
+    """Recoverable windows: from a full backup's end to the last event its binlog chain reaches."""
+    index = archived(repo, cluster)
+    spans = []
+    for manifest in _mysql_manifests(manifests):
+        dummy, reach = chain_from(index, manifest)
+        start = parse_time(manifest["end_time"])
+        if reach is not None and reach > start:
+            spans.append((start, reach, manifest["backup_id"]))
+    return logarchive.merge_windows(spans)
+
+
+def plan_pitr(repo, cluster, manifests, target):
+    """The newest full backup that ended at or before ``target`` and whose binlog chain reaches it, and the binlogs to replay."""
+    index = archived(repo, cluster)
+    candidates = sorted((m for m in _mysql_manifests(manifests) if parse_time(m["end_time"]) <= target),
+                        key=lambda m: parse_time(m["end_time"]), reverse=True)
+    for manifest in candidates:
+        chain, reach = chain_from(index, manifest)
+        if reach is None or reach < target:
+            continue
+        needed = []
+        for entry in chain:
+            needed.append(entry)
+            if entry["last"] is not None and entry["last"] >= target:
+                break
+        return manifest, needed
+    raise logarchive.outside_windows(target, cluster, windows(repo, cluster, manifests), "binary logs")
+
+
+def fetch(repository, entries, destination, owner_uid=None, owner_gid=None):
+    """Write archived binlogs, decoded and checked, into ``destination``; return their paths in order."""
+    return [logarchive.fetch_to(repository, entry["key"], entry["sha256"], os.path.join(destination, entry["name"]), owner_uid, owner_gid)
+            for entry in entries]
+
+
+def read_index(index_path):
+    """Binlog file paths listed in the server's index file, oldest first."""
+    directory = os.path.dirname(index_path)
+    paths = []
+    with open(index_path) as handle:
+        for line in handle:
+            line = line.strip()
+            if line:
+                paths.append(line if os.path.isabs(line) else os.path.normpath(os.path.join(directory, line)))
+    return paths

@@ -1,0 +1,87 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to the dataprotection.databases collection
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What every engine's log archive shares: hashing, the time fields of object names, windows, fetching."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import datetime
+import hashlib
+import os
+
+from ansible_collections.dataprotection.databases.plugins.module_utils.errors import RecoveryWindowError
+from ansible_collections.dataprotection.databases.plugins.module_utils.timeutil import UTC, format_time
+from ansible_collections.dataprotection.databases.plugins.module_utils.transfer import copy_object_to
+
+EPOCH = datetime.datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def to_micros(value):
+    """An aware time as the ``<first>``/``<last>`` field of a log object name (``n`` for none)."""
+    return "n" if value is None else str(int((value - EPOCH).total_seconds() * 1000000))
+
+
+def from_micros(field):
+    return None if field == "n" else EPOCH + datetime.timedelta(microseconds=int(field))
+
+
+def sha256_file(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while True:
+            chunk = handle.read(1024 * 1024)
+            if not chunk:
+                return digest.hexdigest()
+            digest.update(chunk)
+
+
+def record_for(key, sha):
+    """The record transfer needs to read a stored log object (the size is checked through the hash)."""
+    ext = key[key.index(sha) + 64:]
+    compression = "zstd" if ".zst" in ext else ("gzip" if ".gz" in ext else "none")
+    return {"name": key.rsplit("/", 1)[-1], "size": None, "sha256": sha, "compression": compression,
+            "encryption": "aes-256-gcm" if ext.endswith(".enc") else "none"}
+
+
+def fetch_to(repository, key, sha, final, owner_uid=None, owner_gid=None):
+    """Write one stored log object, decoded and checked, to ``final`` (mode 0600) through a temporary name."""
+    tmp = final + ".dp-tmp"
+    try:
+        with open(tmp, "wb") as handle:
+            copy_object_to(repository.repo, key, record_for(key, sha), handle.write, repository.master_key)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o600)
+        if owner_uid is not None:
+            os.chown(tmp, owner_uid, owner_gid)
+        os.rename(tmp, final)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return final
+
+
+def merge_windows(spans):
+    """Windows from (start, end, backup_id) spans: overlapping spans merge into one."""
+    merged = []
+    for start, end, backup_id in sorted(spans):
+        if merged and start <= merged[-1]["_end"]:
+            merged[-1]["_end"] = max(merged[-1]["_end"], end)
+            merged[-1]["base_backups"].append(backup_id)
+        else:
+            merged.append({"_start": start, "_end": end, "base_backups": [backup_id]})
+    return [{"start": format_time(w["_start"]), "end": format_time(w["_end"]), "base_backups": sorted(w["base_backups"], reverse=True)}
+            for w in merged]
+
+
+def outside_windows(target, cluster, found, logs):
+    """The refusal of a restore_time that no window contains."""
+    return RecoveryWindowError(
+        "restore_time %s is outside every recoverable window of cluster %s" % (format_time(target), cluster),
+        hint="Recoverable windows: %s" % ("; ".join("%s .. %s" % (w["start"], w["end"]) for w in found) or
+                                          "none (no full backup is followed by archived %s; enable log_backup and take a full backup)" % logs),
+        windows=found,
+    )
