@@ -41,4 +41,35 @@ if COLLECTIONS_ROOT not in sys.path:
 if TESTS_DIR not in sys.path:
     sys.path.insert(0, TESTS_DIR)
 
+import pytest  # noqa: E402  (after the import path is set up)
+
 pytest_plugins = ["harness.dbservers", "harness.s3server"]
+PYTHON_FOR_AGENT = "/usr/bin/python3"
+
+
+@pytest.fixture
+def agent(server_tmp_path):
+    """The host command as the agent role lays it out: the core copied where the server's user can
+    read it, and a launcher running it with the system Python (Debian's python3-zstandard,
+    python3-cryptography, python3-boto3)."""
+    lib = server_tmp_path / "lib"
+    shutil.copytree(os.path.join(CHECKOUT, "plugins", "module_utils"),
+                    str(lib / "ansible_collections" / "dataprotection" / "databases" / "plugins" / "module_utils"),
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    launcher = server_tmp_path / "bin" / "dataprotection"
+    launcher.parent.mkdir()
+    launcher.write_text(
+        "#!%s -s\nimport sys\nsys.path.insert(0, %r)\n"
+        "from ansible_collections.dataprotection.databases.plugins.module_utils.cli import main\n"
+        "sys.exit(main())\n" % (PYTHON_FOR_AGENT, str(lib))
+    )
+    for dirpath, dirnames, filenames in os.walk(str(server_tmp_path)):
+        os.chmod(dirpath, 0o755)
+        for name in filenames:
+            os.chmod(os.path.join(dirpath, name), 0o644)
+    os.chmod(str(launcher), 0o755)
+    config_dir = server_tmp_path / "etc"
+    config_dir.mkdir()
+    os.chmod(str(config_dir), 0o755)
+    return {"agent_command": str(launcher), "config_dir": str(config_dir)}
+

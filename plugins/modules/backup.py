@@ -17,12 +17,19 @@ description:
     compression and (for an encrypted repository) encryption, with no staging copy on local disk.
   - The backup's manifest is written last; until it exists the backup does not exist, and a failed backup leaves nothing behind.
   - Only one writer works on a cluster at a time (a lease in the repository); a second one is refused, naming the first.
-  - "Implemented in this version: O(engine=postgresql) with O(method=pg-basebackup). Other engines and methods of the support
-    matrix are refused with a clear message until they are implemented."
+  - "Implemented in this version: O(engine=postgresql) with O(method=pg-basebackup), and O(engine=mysql) with
+    O(method=xtrabackup). Other engines and methods of the support matrix are refused with a clear message until they are
+    implemented."
   - "PostgreSQL: runs C(pg_basebackup -D - -F tar -X fetch -c fast) and records the WAL start and stop points, the timeline,
     the server version and the system identifier. The server needs C(wal_level=replica) (or C(logical)) and a
     C(pg_hba.conf) entry allowing replication connections for O(connection.user). Keep enough WAL (C(wal_keep_size), or
     WAL archiving with M(dataprotection.databases.log_backup)) for the duration of the backup."
+  - "MySQL/MariaDB: the flavour is read from the server. MariaDB is backed up by C(mariabackup --backup --stream=mbstream),
+    MySQL by Percona C(xtrabackup --backup --stream=xbstream); the manifest records the binlog file, position and GTID set
+    of the consistent point, the redo LSN range, the server version, C(server_id) and (MySQL) C(server_uuid). The tool
+    copies the data files, so the module must run on the database host. O(connection.user) needs C(RELOAD), C(PROCESS),
+    C(LOCK TABLES) and C(BINLOG MONITOR) (MariaDB) or C(REPLICATION CLIENT) and C(BACKUP_ADMIN) (MySQL); missing ones are
+    named before anything is written. With C(log_bin) off the backup can be restored but starts no point-in-time window."
 author:
   - dataprotection.databases maintainers (@dataprotection-databases)
 extends_documentation_fragment:
@@ -62,11 +69,16 @@ options:
     description: Labels recorded in the manifest, for filtering with M(dataprotection.databases.backup_info). Not secret.
     type: dict
     default: {}
+  parallel:
+    description: "MySQL/MariaDB: threads the backup tool copies files with (its C(--parallel)). The tool's default (1) when omitted."
+    type: int
 requirements:
   - zstandard (for V(zstd) compression)
   - boto3 (for O(repo.type=s3))
   - cryptography (for encrypted repositories)
   - "PostgreSQL: C(pg_basebackup) and C(psql) of the server's major version or newer"
+  - "MariaDB: C(mariabackup) of the server's major version (package mariadb-backup) and the C(mariadb) client"
+  - "MySQL: Percona C(xtrabackup) of the server's version or newer and the C(mysql) client"
 seealso:
   - module: dataprotection.databases.restore
   - module: dataprotection.databases.backup_info
@@ -106,6 +118,21 @@ EXAMPLES = r"""
       user: backup
       password: "{{ vault_pg_backup_password }}"
   check_mode: true
+
+- name: Full backup of the local MariaDB (mariabackup), encrypted repository
+  dataprotection.databases.backup:
+    repo:
+      type: local
+      path: /var/backups/dataprotection
+      encryption_key: "{{ vault_backup_passphrase }}"
+    cluster: shop-db
+    engine: mysql
+    method: xtrabackup
+    connection:
+      socket: /run/mysqld/mysqld.sock
+      user: backup
+      password: "{{ vault_mysql_backup_password }}"
+    parallel: 2
 """
 
 RETURN = r"""
@@ -144,7 +171,8 @@ backup:
       type: list
       elements: str
     positions:
-      description: Engine positions of the backup (PostgreSQL - C(start_lsn), C(stop_lsn), C(timeline), C(start_wal), C(stop_wal)).
+      description: Engine positions of the backup (PostgreSQL - C(start_lsn), C(stop_lsn), C(timeline), C(start_wal), C(stop_wal);
+        MySQL - C(binlog_file), C(binlog_pos), C(gtid), C(from_lsn), C(to_lsn)).
       type: dict
     engine_version:
       description: Version of the database server.
@@ -175,6 +203,7 @@ def run(module):
         compression=params["compression"],
         compression_level=params["compression_level"],
         labels=params["labels"],
+        options={"parallel": params["parallel"]},
     )
     result = run_backup(module.repo_spec, request, check_mode=module.check_mode)
     result.pop("manifest", None)
@@ -188,6 +217,7 @@ def main():
             compression=dict(type="str", choices=["zstd", "gzip", "none"]),
             compression_level=dict(type="int"),
             labels=dict(type="dict", default={}),
+            parallel=dict(type="int"),
         ),
         supports_check_mode=True,
     )

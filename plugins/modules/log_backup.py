@@ -10,13 +10,13 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 ---
 module: log_backup
-short_description: Enable, disable or sync continuous log backups (PostgreSQL WAL archiving)
+short_description: Enable, disable or sync continuous log backups (PostgreSQL WAL, MySQL/MariaDB binary logs)
 version_added: 1.0.0
 description:
   - Manages the continuous shipping of a database's logs into the repository, the basis of point-in-time restore.
   - Log shipping runs on the database host without Ansible, through the host command installed by the
     C(dataprotection.databases.agent) role. The module must run on the database host.
-  - "Implemented in this version: O(engine=postgresql), method V(wal-archive). O(state=enabled) writes the cluster's
+  - "PostgreSQL, method V(wal-archive): O(state=enabled) writes the cluster's
     host-command configuration (mode 0600, owned by the server's user) and sets C(archive_mode), C(archive_command) and
     C(archive_timeout) with C(ALTER SYSTEM), then reloads. C(archive_mode) takes effect only after a restart:
     RV(restart_required) says when one is needed."
@@ -26,6 +26,17 @@ description:
   - O(state=disabled) resets the three settings and removes the configuration. O(state=synced) makes a commit, switches
     to a new WAL segment and returns once everything up to that moment is in the repository, with the cluster's
     recoverable windows.
+  - "MySQL/MariaDB, method V(binlog-archive): O(state=enabled) refuses a server with C(log_bin) off or a C(binlog_format)
+    other than C(ROW), naming the setting to change, and a user without C(RELOAD) and C(BINLOG MONITOR) (or
+    C(REPLICATION CLIENT)). It writes the cluster's host-command configuration (mode 0600, owned by the binary logs'
+    owner; it holds O(connection.password) when one is given, for C(FLUSH BINARY LOGS)) and what runs
+    C(dataprotection binlog-ship) (O(scheduler)). Each pass rotates the active binary log once it is
+    O(rotate_interval) seconds old or O(rotate_size_mb) large and holds a transaction, then archives every closed binary log
+    not yet in the repository, recording its first commit and last event times. The server itself is not changed."
+  - "MySQL/MariaDB: O(state=synced) rotates now and archives every closed binary log, so everything committed before the
+    call is in the repository when it returns. O(state=disabled) removes the configuration and the scheduler's file.
+    A restored server numbers its binary logs from the start again; enabling it under the cluster it was restored from
+    is refused until the numbering continues after the archive's (C(RESET MASTER TO <n>)) or it gets its own cluster."
 author:
   - dataprotection.databases maintainers (@dataprotection-databases)
 extends_documentation_fragment:
@@ -48,7 +59,7 @@ options:
     required: true
     choices: [postgresql, mysql, mongodb, redis, prometheus, nebula, milvus, qdrant, weaviate]
   method:
-    description: The log method; the engine's log method of the support matrix when omitted (V(wal-archive) for PostgreSQL).
+    description: The log method; the engine's log method of the support matrix when omitted (V(wal-archive) for PostgreSQL, V(binlog-archive) for MySQL).
     type: str
   state:
     description: V(enabled), V(disabled), or V(synced) (ship everything up to now and wait for it).
@@ -81,9 +92,30 @@ options:
     description: With O(state=synced), seconds to wait for the switched segment to reach the repository.
     type: int
     default: 120
+  rotate_interval:
+    description: "MySQL/MariaDB: seconds after which an active binary log holding a transaction is rotated and archived. It bounds how far the repository may be behind."
+    type: int
+    default: 300
+  rotate_size_mb:
+    description: "MySQL/MariaDB: size in MiB at which the active binary log is rotated and archived, whatever its age."
+    type: int
+    default: 256
+  scheduler:
+    description:
+      - "MySQL/MariaDB: what runs the shipping. V(systemd) writes and starts C(dataprotection-binlog-<cluster>.service)
+        running C(binlog-ship --follow) as the binary logs' owner; V(cron) writes C(/etc/cron.d/dataprotection-binlog-<cluster>)
+        running one pass a minute; V(none) writes neither (run RV(ship_command) under your own supervisor).
+        V(auto) picks V(systemd) on a host booted with systemd, else V(cron) when cron is installed, else fails."
+    type: str
+    choices: [auto, systemd, cron, none]
+    default: auto
+  scheduler_dir:
+    description: "MySQL/MariaDB: directory for the scheduler's file instead of C(/etc/systemd/system) or C(/etc/cron.d)."
+    type: path
 requirements:
   - "The host command (C(dataprotection.databases.agent) role) on the database host"
   - "PostgreSQL: a superuser connection (C(ALTER SYSTEM)), C(pg_waldump) of the server's version"
+  - "MySQL/MariaDB: the binary logs readable on this host, and the C(mariadb) or C(mysql) client"
 seealso:
   - module: dataprotection.databases.restore
   - module: dataprotection.databases.backup_info
@@ -119,16 +151,30 @@ EXAMPLES = r"""
 - name: Show the recoverable windows
   ansible.builtin.debug:
     var: synced.windows
+
+- name: Archive MariaDB binary logs, rotated every 5 minutes, shipped by a systemd service
+  dataprotection.databases.log_backup:
+    repo:
+      type: local
+      path: /var/backups/dataprotection
+    cluster: shop-db
+    engine: mysql
+    connection:
+      socket: /run/mysqld/mysqld.sock
+      user: backup
+      password: "{{ vault_mysql_backup_password }}"
+    rotate_interval: 300
+    scheduler: systemd
 """
 
 RETURN = r"""
 restart_required:
-  description: Whether PostgreSQL must be restarted for the change to take effect (C(archive_mode) changed).
+  description: Whether PostgreSQL must be restarted for the change to take effect (C(archive_mode) changed). Always false for MySQL.
   returned: always
   type: bool
 archive_command:
   description: The archive_command set on the server.
-  returned: when O(state=enabled)
+  returned: PostgreSQL, when O(state=enabled)
   type: str
   sample: "'/usr/local/bin/dataprotection' --config '/etc/dataprotection/orders-db.json' wal-push \"%p\""
 config_path:
@@ -137,7 +183,7 @@ config_path:
   type: str
 settings_before:
   description: The archive settings before the run.
-  returned: always
+  returned: PostgreSQL
   type: dict
 settings_after:
   description: The archive settings the run sets.
@@ -149,8 +195,26 @@ plan:
   type: dict
 synced_segment:
   description: With O(state=synced), the WAL segment that was switched and is now in the repository.
-  returned: when O(state=synced)
+  returned: PostgreSQL, when O(state=synced)
   type: str
+synced_binlog:
+  description: With O(state=synced), the last closed binary log, now in the repository.
+  returned: MySQL, when O(state=synced)
+  type: str
+shipped:
+  description: With O(state=synced), the binary logs this run archived.
+  returned: MySQL, when O(state=synced)
+  type: list
+  elements: str
+scheduler:
+  description: The scheduler that runs the binary log shipping.
+  returned: MySQL, when O(state=enabled)
+  type: str
+ship_command:
+  description: The shipping command the scheduler runs.
+  returned: MySQL, when O(state=enabled)
+  type: str
+  sample: /usr/local/bin/dataprotection --config /etc/dataprotection/shop-db.json binlog-ship --follow
 windows:
   description: The cluster's recoverable point-in-time windows (C(start), C(end), C(base_backups)).
   returned: always
@@ -171,7 +235,8 @@ def run(module):
         cluster=params["cluster"],
         connection=params["connection"],
         method=params["method"],
-        options=dict((k, params[k]) for k in ("agent_command", "config_dir", "archive_timeout", "compression", "compression_level", "wait_timeout")),
+        options=dict((k, params[k]) for k in ("agent_command", "config_dir", "archive_timeout", "compression", "compression_level", "wait_timeout",
+                                              "rotate_interval", "rotate_size_mb", "scheduler", "scheduler_dir")),
     )
     return run_log_backup(request, params["state"], check_mode=module.check_mode)
 
@@ -187,6 +252,10 @@ def main():
             compression=dict(type="str", default="zstd", choices=["zstd", "gzip", "none"]),
             compression_level=dict(type="int"),
             wait_timeout=dict(type="int", default=120),
+            rotate_interval=dict(type="int", default=300),
+            rotate_size_mb=dict(type="int", default=256),
+            scheduler=dict(type="str", default="auto", choices=["auto", "systemd", "cron", "none"]),
+            scheduler_dir=dict(type="path"),
         ),
         supports_check_mode=True,
     )

@@ -21,11 +21,18 @@ description:
   - A non-empty O(data_dir) is refused unless O(force=true); a directory a running server uses is always refused.
   - If the restore fails half-way, the target is emptied (or removed when the module created it), so no half-restored
     directory is left that looks usable.
-  - "Implemented in this version: O(engine=postgresql). The data directory gets the right owner and modes, archiving
+  - "PostgreSQL: the data directory gets the right owner and modes, archiving
     stays off on the restored server (C(archive_mode=off) in C(postgresql.auto.conf)) until
     M(dataprotection.databases.log_backup) enables it, and for a point in time the WAL up to the target is placed in
     C(pg_wal) with C(recovery.signal), C(recovery_target_time) and C(recovery_target_action=promote), so that starting
     PostgreSQL recovers exactly to the target and promotes."
+  - "MySQL/MariaDB: the backup stream is extracted next to O(data_dir), prepared (C(mariabackup --prepare) or
+    C(xtrabackup --prepare)) and moved into O(data_dir), owned by O(owner) with mode 0750. For a point in time the
+    module then starts the server on the restored directory on a private socket, with networking and grant checks off
+    and its own binary log off, replays the archived binary logs from the backup's binlog position with
+    C(mysqlbinlog --start-position --stop-datetime), and stops it again (or, with O(start=true), starts it for use).
+    Binlog event times have one-second resolution: the replay applies the events stamped before the whole second of
+    O(restore_time) and none stamped in it or later."
 author:
   - dataprotection.databases maintainers (@dataprotection-databases)
 extends_documentation_fragment:
@@ -68,9 +75,8 @@ options:
     type: bool
     default: false
   owner:
-    description: The user that owns the restored files (the user the server runs as).
+    description: The user that owns the restored files (the user the server runs as); V(postgres) or V(mysql) when omitted.
     type: str
-    default: postgres
   group:
     description: The group of the restored files. The primary group of O(owner) when omitted.
     type: str
@@ -81,11 +87,12 @@ options:
     type: bool
     default: false
   port:
-    description: The port the started server listens on, with O(start=true).
+    description: The port the started server listens on, with O(start=true). V(5432) or V(3306) when omitted.
     type: int
-    default: 5432
   socket_dir:
-    description: The Unix socket directory of the started server, with O(start=true).
+    description:
+      - The Unix socket directory of the started server, with O(start=true). A MySQL/MariaDB server's socket there is
+        named C(mysqld-<port>.sock).
     type: path
     default: /tmp
   wait_timeout:
@@ -93,11 +100,19 @@ options:
     type: int
     default: 300
   bin_dir:
-    description: Directory of the engine's server tools (for PostgreSQL C(pg_ctl)), when not in the usual places.
+    description: Directory of the engine's server tools (C(pg_ctl); C(mariadbd), C(mariabackup), C(mbstream)), when not in the usual places.
+    type: path
+  defaults_file:
+    description:
+      - "MySQL/MariaDB: the server's option file, used by the prepare step and by the server started for the replay and with
+        O(start=true) (C(--defaults-file)). Without it they run with C(--no-defaults). Give it when the server uses settings
+        the data files depend on, such as C(innodb_page_size) or separate InnoDB directories."
     type: path
 requirements:
   - tar
   - "PostgreSQL: the server binaries of the backup's major version, to start the restored server"
+  - "MariaDB: C(mbstream) and C(mariabackup) of the backup's version; for a point in time also C(mariadbd), C(mariadb) and C(mariadb-binlog)"
+  - "MySQL: C(xbstream) and C(xtrabackup); for a point in time also C(mysqld), C(mysql) and C(mysqlbinlog)"
 seealso:
   - module: dataprotection.databases.backup
   - module: dataprotection.databases.backup_info
@@ -140,6 +155,19 @@ EXAMPLES = r"""
     data_dir: /srv/restore
   check_mode: true
   register: plan
+
+- name: Restore a MariaDB backup to a point in time and start it on port 3307
+  dataprotection.databases.restore:
+    repo:
+      type: local
+      path: /var/backups/dataprotection
+    engine: mysql
+    cluster: shop-db
+    restore_time: "2026-11-25T09:41:00Z"
+    data_dir: /var/lib/mysql-restored
+    owner: mysql
+    start: true
+    port: 3307
 """
 
 RETURN = r"""
@@ -169,13 +197,19 @@ restored:
       description: Bytes of the base backup written.
       type: int
     wal_segments:
-      description: WAL segments placed for recovery.
+      description: PostgreSQL - WAL segments placed for recovery.
       type: int
+    binlogs:
+      description: MySQL - binary log files replayed.
+      type: int
+    replay:
+      description: MySQL - where the replay started (C(from)), its C(stop_datetime) and the C(files).
+      type: dict
     restore_time:
       description: The recovery target.
       type: str
     server:
-      description: With O(start=true), the started server (port, socket_dir, log) once promoted.
+      description: With O(start=true), the started server (port, socket or socket_dir, log) once it accepts connections (PostgreSQL - once promoted).
       type: dict
 error:
   description: On failure, the kind of error, its message and a hint; for a time outside the windows, C(windows) lists them.
@@ -204,7 +238,7 @@ def run(module):
         backup_id=params["backup_id"],
         restore_time=params["restore_time"],
         force=params["force"],
-        options=dict((k, params[k]) for k in ("owner", "group", "start", "port", "socket_dir", "wait_timeout", "bin_dir")),
+        options=dict((k, params[k]) for k in ("owner", "group", "start", "port", "socket_dir", "wait_timeout", "bin_dir", "defaults_file")),
     )
     return run_restore(module.repo_spec, request, check_mode=module.check_mode)
 
@@ -218,13 +252,14 @@ def main():
             restore_time=dict(type="str"),
             data_dir=dict(type="path", required=True),
             force=dict(type="bool", default=False),
-            owner=dict(type="str", default="postgres"),
+            owner=dict(type="str"),
             group=dict(type="str"),
             start=dict(type="bool", default=False),
-            port=dict(type="int", default=5432),
+            port=dict(type="int"),
             socket_dir=dict(type="path", default="/tmp"),
             wait_timeout=dict(type="int", default=300),
             bin_dir=dict(type="path"),
+            defaults_file=dict(type="path"),
         ),
         mutually_exclusive=[("backup_id", "restore_time")],
         required_one_of=[("backup_id", "restore_time")],

@@ -15,7 +15,6 @@ __metaclass__ = type
 import datetime
 import json
 import os
-import shutil
 import subprocess
 import time
 
@@ -23,37 +22,6 @@ import pytest
 
 from harness.dbservers import free_port
 from harness.playbook import run_tasks
-
-PYTHON_FOR_AGENT = "/usr/bin/python3"
-CHECKOUT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-@pytest.fixture
-def agent(server_tmp_path):
-    """The host command as the agent role lays it out: the core copied where the server's user can
-    read it, and a launcher running it with the system Python (Debian's python3-zstandard,
-    python3-cryptography, python3-boto3)."""
-    lib = server_tmp_path / "lib"
-    shutil.copytree(os.path.join(CHECKOUT, "plugins", "module_utils"),
-                    str(lib / "ansible_collections" / "dataprotection" / "databases" / "plugins" / "module_utils"),
-                    ignore=shutil.ignore_patterns("__pycache__"))
-    launcher = server_tmp_path / "bin" / "dataprotection"
-    launcher.parent.mkdir()
-    launcher.write_text(
-        "#!%s -s\nimport sys\nsys.path.insert(0, %r)\n"
-        "from ansible_collections.dataprotection.databases.plugins.module_utils.cli import main\n"
-        "sys.exit(main())\n" % (PYTHON_FOR_AGENT, str(lib))
-    )
-    for dirpath, dirnames, filenames in os.walk(str(server_tmp_path)):
-        os.chmod(dirpath, 0o755)
-        for name in filenames:
-            os.chmod(os.path.join(dirpath, name), 0o644)
-    os.chmod(str(launcher), 0o755)
-    config_dir = server_tmp_path / "etc"
-    config_dir.mkdir()
-    os.chmod(str(config_dir), 0o755)
-    return {"agent_command": str(launcher), "config_dir": str(config_dir)}
-
 
 def local_repo(tmp_path, **extra):
     return dict({"type": "local", "path": str(tmp_path / "repo")}, **extra)
@@ -219,7 +187,7 @@ def test_refusals_change_nothing(tmp_path, postgres_factory, server_tmp_path, ag
         task("backup", "otherdb", **with_connection(common, other.connection)),
         task("log_backup", "noagent", agent_command=str(server_tmp_path / "missing"), config_dir=agent["config_dir"], **common),
         task("restore", "redis_pitr", repo=repo, cluster="db", engine="redis", restore_time=iso(before_backup), data_dir=target),
-        task("backup", "mysql", repo=repo, cluster="db2", engine="mysql", connection={}),
+        task("backup", "mongodb", repo=repo, cluster="db2", engine="mongodb", connection={}),
     ])
     early = run["early"]
     assert early["failed"] and "outside every recoverable window" in early["msg"] and early["error"]["kind"] == "recovery_window", early
@@ -234,7 +202,7 @@ def test_refusals_change_nothing(tmp_path, postgres_factory, server_tmp_path, ag
     assert run["noagent"]["failed"] and "not installed" in run["noagent"]["msg"] and "agent role" in run["noagent"]["msg"]
     assert pg.setting("archive_command") in ("", "(disabled)")
     assert run["redis_pitr"]["failed"] and "does not support pitr" in run["redis_pitr"]["msg"]
-    assert run["mysql"]["failed"] and "not implemented" in run["mysql"]["msg"]
+    assert run["mongodb"]["failed"] and "not implemented" in run["mongodb"]["msg"], run["mongodb"]
     assert not os.path.exists(target)
     backups = os.listdir(os.path.join(repo["path"], "db", "backups"))
     assert backups == [backup_id]

@@ -527,7 +527,9 @@ class _Server(object):
         deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:
-                raise EngineError("the server exited (%s) on the restored directory: %s" % (self.proc.returncode, hostfiles.log_tail(self.log_file)),
+                tail = hostfiles.log_tail(self.log_file, 40)
+                errors = [line for line in tail.splitlines() if "[ERROR]" in line] or tail.splitlines()[-5:]
+                raise EngineError("the server exited (%s) on the restored directory: %s" % (self.proc.returncode, " | ".join(errors)),
                                   hint="Read %s" % self.log_file)
             if os.path.exists(self.socket):
                 out, dummy = tools.run([client, "--no-defaults", "--socket=%s" % self.socket, "--user=root", "--batch", "--skip-column-names", "-e", "SELECT 1"],
