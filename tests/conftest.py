@@ -72,4 +72,3 @@ def agent(server_tmp_path):
     config_dir.mkdir()
     os.chmod(str(config_dir), 0o755)
     return {"agent_command": str(launcher), "config_dir": str(config_dir)}
-

@@ -93,7 +93,9 @@ options:
     type: int
     default: 120
   rotate_interval:
-    description: "MySQL/MariaDB: seconds after which an active binary log holding a transaction is rotated and archived. It bounds how far the repository may be behind."
+    description:
+      - "MySQL/MariaDB: seconds after which an active binary log holding a transaction is rotated and archived."
+      - It bounds how far the repository may be behind the server.
     type: int
     default: 300
   rotate_size_mb:

@@ -33,6 +33,12 @@ def task(module, register, **args):
     return {"name": register, "dataprotection.databases.%s" % module: args, "register": register}
 
 
+def with_connection(args, connection):
+    changed = dict(args)
+    changed["connection"] = connection
+    return changed
+
+
 def now():
     return datetime.datetime.now(datetime.timezone.utc)
 
@@ -255,11 +261,11 @@ def test_refusals_change_nothing(tmp_path, mariadb_factory, server_tmp_path, age
     (occupied / "keep.txt").write_text("precious")
     log_args = dict(scheduler="none", **agent)
     run = run_tasks([
-        task("backup", "badpw", **dict(common, connection=dict(db.connection, password="not-the-password-7", socket=None))),
-        task("backup", "unreachable", **dict(common, connection=dict(db.connection, port=free_port(), socket=None))),
-        task("backup", "weak", **dict(common, connection=weak)),
+        task("backup", "badpw", **with_connection(common, dict(db.connection, password="not-the-password-7", socket=None))),
+        task("backup", "unreachable", **with_connection(common, dict(db.connection, port=free_port(), socket=None))),
+        task("backup", "weak", **with_connection(common, weak)),
         task("backup", "badmethod", method="pg-basebackup", **common),
-        task("backup", "otherdb", **dict(common, connection=statement.connection)),
+        task("backup", "otherdb", **with_connection(common, statement.connection)),
         task("log_backup", "statement", repo=repo, cluster="st", engine="mysql", connection=statement.connection, **log_args),
         task("log_backup", "nolog", repo=repo, cluster="nl", engine="mysql", connection=nolog.connection, **log_args),
         task("log_backup", "weaklog", repo=repo, cluster="db", engine="mysql",

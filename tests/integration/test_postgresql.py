@@ -23,6 +23,7 @@ import pytest
 from harness.dbservers import free_port
 from harness.playbook import run_tasks
 
+
 def local_repo(tmp_path, **extra):
     return dict({"type": "local", "path": str(tmp_path / "repo")}, **extra)
 

@@ -62,7 +62,8 @@ LOG_PRIVILEGES = ("RELOAD", ("BINLOG MONITOR", "REPLICATION CLIENT"))
 
 _BINLOG_POSITION = re.compile(
     r"MySQL binlog position: filename '(?P<file>[^']+)', position '?(?P<pos>\d+)'?(?:, GTID of the last change '(?P<gtid>[^']*)')?")
-_LSN_RANGE = re.compile(r"Redo log \(from LSN (\d+) to (\d+)\) was copied")
+# mariabackup: "Redo log (from LSN a to b) was copied"; xtrabackup 8: "Transaction log of lsn (a) to (b) was copied."
+_LSN_RANGE = re.compile(r"(?:Redo log \(from LSN (\d+) to (\d+)\)|Transaction log of lsn \((\d+)\) to \((\d+)\)) was copied")
 _VERSION = re.compile(r"(\d+)\.(\d+)\.(\d+)")
 
 
@@ -209,14 +210,21 @@ def tool_version(path):
 
 
 def check_tool_version(path, tool_ver, server_ver, flavor):
-    want = server_ver.split(".")[:2]
-    have = tool_ver.split(".")[:2]
-    if flavor == MARIADB and have != want:
+    """mariabackup must be of the server's major version; xtrabackup of the server's series and at least its release."""
+    have = _VERSION.match(tool_ver or "")
+    want = _VERSION.match(server_ver or "")
+    if not have or not want:
+        raise EngineError("cannot tell the version of %s (it printed %r)" % (path, (tool_ver or "")[:200]),
+                          hint="Run `%s --version` on the host; reinstall the tool if it does not start" % path)
+    have = tuple(int(x) for x in have.groups())
+    want = tuple(int(x) for x in want.groups())
+    if flavor == MARIADB and have[:2] != want[:2]:
         raise EngineError("%s is version %s, but the server is MariaDB %s; mariabackup must match the server's major version" % (path, tool_ver, server_ver),
                           hint="Install the mariadb-backup package of the server's version, or set connection.bin_dir")
-    if flavor == MYSQL and [int(x) for x in have] < [int(x) for x in want]:
-        raise EngineError("%s is version %s, older than the server (MySQL %s)" % (path, tool_ver, server_ver),
-                          hint="Install Percona XtraBackup %s.%s or later, or set connection.bin_dir" % tuple(want))
+    if flavor == MYSQL and (have[:2] != want[:2] or have < want):
+        raise EngineError("%s is version %s; MySQL %s needs Percona XtraBackup of the %d.%d series, release %d.%d.%d or later"
+                          % ((path, tool_ver, server_ver) + want[:2] + want),
+                          hint="Install that XtraBackup, or set connection.bin_dir to where it is")
 
 
 def plan_backup(request):
@@ -263,7 +271,8 @@ def parse_backup_report(stderr):
             positions["gtid"] = found.group("gtid")
     lsn = _LSN_RANGE.search(stderr)
     if lsn:
-        positions.update({"from_lsn": int(lsn.group(1)), "to_lsn": int(lsn.group(2))})
+        low, high = [value for value in lsn.groups() if value is not None]
+        positions.update({"from_lsn": int(low), "to_lsn": int(high)})
     return positions
 
 
@@ -279,12 +288,16 @@ def parse_binlog_info(text):
 
 
 def parse_info(text):
-    """``xtrabackup_info``: ``key = value`` lines."""
+    """``xtrabackup_info``: ``key = value`` lines; a line without `` = `` continues the previous value (a long GTID set)."""
     info = {}
+    key = None
     for line in text.splitlines():
         if " = " in line:
             key, value = line.split(" = ", 1)
-            info[key.strip()] = value.strip()
+            key = key.strip()
+            info[key] = value.strip()
+        elif key is not None and line.strip():
+            info[key] += "\n" + line.strip()
     return info
 
 
@@ -650,7 +663,8 @@ def scheduler_files(scheduler, cluster, owner, agent, config_path, options):
             "WantedBy=multi-user.target\n" % (cluster, owner, ship_command(agent, config_path, follow=True)))}
     if scheduler == "cron":
         cron_dir = options.get("scheduler_dir") or "/etc/cron.d"
-        return {os.path.join(cron_dir, "dataprotection-binlog-%s" % cluster): (
+        # cron reads only files named with letters, digits, '_' and '-'; cluster names may hold '.'.
+        return {os.path.join(cron_dir, "dataprotection-binlog-%s" % cluster.replace(".", "_")): (
             "# Binary log archiving of %s (dataprotection.databases log_backup); rotation and shipping every minute.\n"
             "* * * * * %s %s >/dev/null 2>&1\n" % (cluster, owner, ship_command(agent, config_path)))}
     return {}

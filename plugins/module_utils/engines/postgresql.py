@@ -504,4 +504,3 @@ def _same(current, desired):
         return True
     # archive_timeout reads back in seconds without a unit.
     return desired.endswith("s") and value == desired[:-1]
-
