@@ -545,8 +545,8 @@ class _Server(object):
                 raise EngineError("the server exited (%s) on the restored directory: %s" % (self.proc.returncode, " | ".join(errors)),
                                   hint="Read %s" % self.log_file)
             if os.path.exists(self.socket):
-                out, dummy = tools.run([client, "--no-defaults", "--socket=%s" % self.socket, "--user=root", "--batch", "--skip-column-names", "-e", "SELECT 1"],
-                                       env={"MYSQL_PWD": None}, timeout=30, check=False)
+                probe = [client, "--no-defaults", "--socket=%s" % self.socket, "--user=root", "--batch", "--skip-column-names", "-e", "SELECT 1"]
+                out, dummy = tools.run(probe, env={"MYSQL_PWD": None}, timeout=30, check=False)
                 if out.strip() == "1" or "Access denied" in dummy:
                     return
             if time.monotonic() > deadline:

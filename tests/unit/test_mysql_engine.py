@@ -155,8 +155,9 @@ def test_xtrabackup_older_patch_release_than_the_server_is_refused():
 
 
 def test_xtrabackup_that_cannot_report_its_version_is_refused_cleanly(tmp_path):
-    fake = executable(str(tmp_path / "xtrabackup"), "#!/bin/sh\necho 'xtrabackup: error while loading shared libraries: libev.so.4: "
-                                                   "cannot open shared object file: No such file or directory' >&2\nexit 127\n")
+    fake = executable(str(tmp_path / "xtrabackup"),
+                      "#!/bin/sh\necho 'xtrabackup: error while loading shared libraries: libev.so.4: "
+                      "cannot open shared object file: No such file or directory' >&2\nexit 127\n")
     version = mysql.tool_version(fake)
     assert version.startswith("xtrabackup: error while loading shared libraries")
     with pytest.raises(EngineError):
@@ -165,8 +166,9 @@ def test_xtrabackup_that_cannot_report_its_version_is_refused_cleanly(tmp_path):
 
 def test_tool_version_reads_the_xtrabackup_version_line(tmp_path):
     """xtrabackup prints its version on stderr; the version is the first x.y.z of it (not the MySQL base)."""
-    fake = executable(str(tmp_path / "xtrabackup"), "#!/bin/sh\necho 'xtrabackup version 8.0.35-30 based on MySQL server 8.0.35 "
-                                                   "Linux (x86_64) (revision id: 6beb4b49)' >&2\n")
+    fake = executable(str(tmp_path / "xtrabackup"),
+                      "#!/bin/sh\necho 'xtrabackup version 8.0.35-30 based on MySQL server 8.0.35 "
+                      "Linux (x86_64) (revision id: 6beb4b49)' >&2\n")
     assert mysql.tool_version(fake) == "8.0.35"
 
 
