@@ -87,7 +87,10 @@ options:
     type: bool
     default: false
   port:
-    description: The port the started server listens on, with O(start=true). V(5432) or V(3306) when omitted.
+    description:
+      - The port the started server listens on, with O(start=true). V(5432) or V(3306) when omitted.
+      - A MySQL/MariaDB server started without O(defaults_file) listens on 127.0.0.1 only; with it, the option file's
+        C(bind-address) applies.
     type: int
   socket_dir:
     description:

@@ -239,6 +239,10 @@ def test_binlog_missing_from_the_archive_splits_the_window(tmp_path, mariadb_fac
     assert windows is None or windows == late["windows"], (windows, late["windows"])
     assert not os.path.exists(target)
 
+    run = run_tasks([task("log_backup", "disabled", state="disabled", **log_args), task("log_backup", "again", state="disabled", **log_args)])
+    assert run["disabled"]["changed"] and run["again"]["changed"] is False, run
+    assert not os.listdir(agent["config_dir"]) and names == sorted(os.listdir(archive) + [names[-2]])
+
 
 def test_refusals_change_nothing(tmp_path, mariadb_factory, server_tmp_path, agent):
     db = mariadb_factory()

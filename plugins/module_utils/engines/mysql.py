@@ -512,7 +512,10 @@ def server_argv(conn, data_dir, owner, socket, pid_file, log_file, port=None, bi
         # Nobody but the replay reaches this server; grants are not checked, so no credentials are needed.
         argv += ["--skip-networking", "--skip-grant-tables", "--skip-slave-start", "--skip-log-bin"]
     else:
-        argv += ["--port=%d" % int(port), "--bind-address=%s" % (bind or "127.0.0.1")]
+        argv.append("--port=%d" % int(port))
+        if bind or not conn.defaults_file:
+            # Without the server's option file the restored server listens on loopback only.
+            argv.append("--bind-address=%s" % (bind or "127.0.0.1"))
     if os.geteuid() == 0:
         argv.append("--user=%s" % owner)
     return argv
