@@ -3,10 +3,12 @@
 
     report.py RESULTS_DIR
 
-RESULTS_DIR holds what bench/postgresql.sh recorded:
+RESULTS_DIR holds what bench/postgresql.sh or bench/mysql.sh recorded:
 
   figures.tsv           "key<TAB>value" lines; a key recorded once a round has
-                        one value a round, and the report uses their median
+                        one value a round, and the report uses their median;
+                        "engine" (postgresql when absent) picks the report's
+                        rows, notes and targets
   <step>.<round>.time   GNU time -v reports of the timed steps (peak RSS, CPU)
   <name>.ms             archive command latencies, one number (ms) a line
 
@@ -33,6 +35,16 @@ RESTORES = (
 LATENCIES = (
     ("walpush", "ours: host command wal-push"),
     ("pgbackrest-archive-push", "pgbackrest archive-push"),
+)
+MYSQL_BACKUPS = (
+    ("ours-backup", "ours (host command)"),
+    ("ours-p2-backup", "ours --parallel=2 (driver)"),
+    ("raw-backup", "raw mariabackup | zstd"),
+    ("raw-p2-backup", "raw pipe, --parallel=2"),
+)
+MYSQL_RESTORES = (
+    ("ours-restore", "ours (host command)"),
+    ("raw-restore", "raw extract/prepare/move"),
 )
 MB = 1e6
 
@@ -87,10 +99,75 @@ def verdict(value, target, higher_is_better):
     """'met' or 'MISSED by N%' against the target."""
     if value is None:
         return "not measured"
+    if target is None:
+        return "(no target)"
     if (value >= target) if higher_is_better else (value <= target):
         return "met"
     miss = (target - value) / target if higher_is_better else (value - target) / target
     return "MISSED by %.1f%%" % (miss * 100)
+
+
+def postgresql_heading(fig, first):
+    return ["PostgreSQL %s, pgbench scale %s: %s MB backed up (the pg_basebackup tar stream; databases: %s MB)"
+            % (first("server.version"), first("scale"), number(fig("data.bytes") and fig("data.bytes") / MB, 0),
+               number(fig("cluster.bytes") and fig("cluster.bytes") / MB, 0))]
+
+
+def postgresql_notes(figures, fig, first):
+    return ["pgBackRest's stored size excludes the WAL its backup needs (kept in its archive); ours and raw include it (-X fetch)."]
+
+
+def postgresql_targets(speed_ratio, our_rss, latency, fig):
+    return (
+        ("backup speed, ours / pgBackRest", speed_ratio("ours-backup", "pgbackrest-backup"), 1.0, True, "%.3f", ">="),
+        ("backup speed, ours / raw pipe", speed_ratio("ours-backup", "raw-backup"), 0.95, True, "%.3f", ">="),
+        ("restore speed, ours / pgBackRest", speed_ratio("ours-restore", "pgbackrest-restore"), 1.0, True, "%.3f", ">="),
+        ("our peak RSS, MB (backup and restore, max)", max(our_rss) if our_rss else None, 150.0, False, "%.1f", "<="),
+        ("archive_command median, ms (ours)", latency.get("walpush"), 20.0, False, "%.1f", "<="),
+    )
+
+
+def mysql_heading(fig, first):
+    return ["MariaDB %s, %s InnoDB tables, %s rows: %s MB backed up (the mbstream stream; tables on disk: %s MB, ibdata1: %s MB)"
+            % (first("server.version"), first("tables"), first("rows"), number(fig("data.bytes") and fig("data.bytes") / MB, 0),
+               number(fig("tables.bytes") and fig("tables.bytes") / MB, 0), number(fig("ibdata.bytes") and fig("ibdata.bytes") / MB, 0))]
+
+
+def mysql_notes(figures, fig, first):
+    notes = []
+    own = []
+    for step, label in (("ours-backup", "backup"), ("ours-p2-backup", "backup --parallel=2"), ("ours-restore", "restore")):
+        value = fig(step + ".self_rss")
+        if value is not None:
+            own.append("%s %s" % (label, number(value * 1024 / MB, 1)))
+    if own:
+        notes.append("our Python process alone (getrusage, without its mariabackup/mbstream children), peak RSS MB: %s" % ", ".join(own))
+    parts = [(label, fig("raw-restore.%s.seconds" % key)) for key, label in
+             (("extract", "zstd -d | mbstream -x"), ("prepare", "mariabackup --prepare"), ("move", "mariabackup --move-back"))]
+    if any(value is not None for dummy, value in parts):
+        notes.append("raw restore steps, median seconds: %s" % ", ".join("%s %s" % (label, number(value, 2)) for label, value in parts))
+    return notes
+
+
+def mysql_targets(speed_ratio, our_rss, latency, fig):
+    own = [fig(step + ".self_rss") for step in ("ours-backup", "ours-p2-backup", "ours-restore")]
+    own = [value * 1024 / MB for value in own if value is not None]
+    return (
+        ("backup speed, ours / raw pipe", speed_ratio("ours-backup", "raw-backup"), 0.95, True, "%.3f", ">="),
+        ("backup speed, ours / raw, both --parallel=2", speed_ratio("ours-p2-backup", "raw-p2-backup"), 0.95, True, "%.3f", ">="),
+        ("backup speed, ours --parallel=2 / raw pipe", speed_ratio("ours-p2-backup", "raw-backup"), None, True, "%.3f", ""),
+        ("restore speed, ours / raw", speed_ratio("ours-restore", "raw-restore"), None, True, "%.3f", ""),
+        ("our peak RSS, MB (Python process, max)", max(own) if own else None, 150.0, False, "%.1f", "<="),
+        ("peak RSS of our steps, MB (GNU time, max)", max(our_rss) if our_rss else None, None, False, "%.1f", ""),
+    )
+
+
+PROFILES = {
+    "postgresql": {"backups": BACKUPS, "restores": RESTORES, "latencies": LATENCIES, "heading": postgresql_heading,
+                   "notes": postgresql_notes, "targets": postgresql_targets, "our_steps": ("ours-backup", "ours-restore")},
+    "mysql": {"backups": MYSQL_BACKUPS, "restores": MYSQL_RESTORES, "latencies": (), "heading": mysql_heading,
+              "notes": mysql_notes, "targets": mysql_targets, "our_steps": ("ours-backup", "ours-p2-backup", "ours-restore")},
+}
 
 
 def main(results):
@@ -102,14 +179,14 @@ def main(results):
     def first(key, default="?"):
         return figures.get(key, [default])[0]
 
+    profile = PROFILES[first("engine", "postgresql")]
     data_bytes = fig("data.bytes")
     rounds = int(first("rounds", "1"))
     lines = []
     out = lines.append
 
     out("code measured: %s" % first("code"))
-    out("PostgreSQL %s, pgbench scale %s: %s MB backed up (the pg_basebackup tar stream; databases: %s MB)"
-        % (first("server.version"), first("scale"), number(data_bytes and data_bytes / MB, 0), number(fig("cluster.bytes") and fig("cluster.bytes") / MB, 0)))
+    lines.extend(profile["heading"](fig, first))
     out("%s; MB/s = those bytes / wall seconds on every row; CPU s = user + system of the step's processes"
         % ("one round" if rounds == 1 else "median of %d rounds, seconds range in brackets" % rounds))
     out("(not the server's); peak RSS = largest single process of the step; load = 1-min load average before the step")
@@ -118,9 +195,11 @@ def main(results):
     out(header)
     out("-" * len(header))
     medians = {}
-    for kind, rows in (("backup", BACKUPS), ("restore", RESTORES)):
+    for kind, rows in (("backup", profile["backups"]), ("restore", profile["restores"])):
         for step, label in rows:
             all_seconds = [float(v) for v in figures.get(step + ".seconds", [])]
+            if not all_seconds:
+                continue   # a step this run left out
             seconds = medians[step] = median_of(all_seconds)
             reports = time_reports(results, step)
             stored = fig(step + ".stored")
@@ -133,44 +212,39 @@ def main(results):
                 number(stored / MB if stored is not None else None, 1),
                 number(fig(step + ".load"), 2)))
     out("")
-    out("pgBackRest's stored size excludes the WAL its backup needs (kept in its archive); ours and raw include it (-X fetch).")
-    for step, label in RESTORES:
+    lines.extend(profile["notes"](figures, fig, first))
+    for step, label in profile["restores"]:
         for check in figures.get(step + ".check", []):
             out("restore check, %s: %s" % (label, check))
     out("")
 
-    if figures.get("wal.commits"):
-        out("WAL segments from pgbench (TPC-B-like), median %s commits per segment" % first("wal.commits"))
-    header = "%-46s %4s %10s %8s %8s %8s" % ("archive command, one WAL segment (16 MiB)", "n", "median ms", "p90 ms", "min ms", "max ms")
-    out(header)
-    out("-" * len(header))
     latency = {}
-    for name, label in LATENCIES:
-        values = latencies(results, name)
-        if not values:
-            out("%-46s %4s %10s %8s %8s %8s" % (label, 0, "-", "-", "-", "-"))
-            continue
-        latency[name] = statistics.median(values)
-        out("%-46s %4d %10.1f %8.1f %8.1f %8.1f" % (label, len(values), latency[name], nearest_rank(values, 0.9), values[0], values[-1]))
-    out("")
+    if profile["latencies"]:
+        if figures.get("wal.commits"):
+            out("WAL segments from pgbench (TPC-B-like), median %s commits per segment" % first("wal.commits"))
+        header = "%-46s %4s %10s %8s %8s %8s" % ("archive command, one WAL segment (16 MiB)", "n", "median ms", "p90 ms", "min ms", "max ms")
+        out(header)
+        out("-" * len(header))
+        for name, label in profile["latencies"]:
+            values = latencies(results, name)
+            if not values:
+                out("%-46s %4s %10s %8s %8s %8s" % (label, 0, "-", "-", "-", "-"))
+                continue
+            latency[name] = statistics.median(values)
+            out("%-46s %4d %10.1f %8.1f %8.1f %8.1f" % (label, len(values), latency[name], nearest_rank(values, 0.9), values[0], values[-1]))
+        out("")
 
     def speed_ratio(ours, other):
         a, b = medians.get(ours), medians.get(other)
         return b / a if a and b else None
 
-    our_rss = [r[0] for step in ("ours-backup", "ours-restore") for r in time_reports(results, step) if r[0] is not None]
-    targets = (
-        ("backup speed, ours / pgBackRest", speed_ratio("ours-backup", "pgbackrest-backup"), 1.0, True, "%.3f", ">="),
-        ("backup speed, ours / raw pipe", speed_ratio("ours-backup", "raw-backup"), 0.95, True, "%.3f", ">="),
-        ("restore speed, ours / pgBackRest", speed_ratio("ours-restore", "pgbackrest-restore"), 1.0, True, "%.3f", ">="),
-        ("our peak RSS, MB (backup and restore, max)", max(our_rss) if our_rss else None, 150.0, False, "%.1f", "<="),
-        ("archive_command median, ms (ours)", latency.get("walpush"), 20.0, False, "%.1f", "<="),
-    )
+    our_rss = [r[0] for step in profile["our_steps"] for r in time_reports(results, step) if r[0] is not None]
     header = "%-48s %9s %9s  %s" % ("target", "measured", "target", "verdict")
     out(header)
     out("-" * len(header))
-    for label, value, target, higher, fmt, op in targets:
-        out("%-48s %9s %9s  %s" % (label, "-" if value is None else fmt % value, "%s %s" % (op, fmt % target),
+    for label, value, target, higher, fmt, op in profile["targets"](speed_ratio, our_rss, latency, fig):
+        out("%-48s %9s %9s  %s" % (label, "-" if value is None else fmt % value,
+                                   "-" if target is None else "%s %s" % (op, fmt % target),
                                    verdict(value, target, higher)))
     print("\n".join(lines))
     return 0

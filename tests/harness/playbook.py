@@ -12,6 +12,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import datetime
 import json
 import os
 import subprocess
@@ -97,3 +98,33 @@ def run_tasks(tasks, check=False, diff=False, extra_env=None, module_defaults=No
     if not os.path.exists(dump):
         raise AssertionError("ansible-playbook did not finish: %r" % run)
     return run
+
+
+def run_playbook(name, extra, check=False):
+    """Run one of the collection's playbooks with extra vars (JSON), as an AWX job template would."""
+    checkout = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=os.environ["DP_COLLECTIONS_ROOT"], ANSIBLE_NOCOLOR="1",
+               ANSIBLE_PYTHON_INTERPRETER=sys.executable, ANSIBLE_LOCALHOST_WARNING="false")
+    argv = [_ansible_playbook(), "-i", "localhost,", "-c", "local", os.path.join(checkout, "playbooks", name), "-e", json.dumps(extra)]
+    if check:
+        argv.append("--check")
+    return subprocess.run(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, timeout=600, check=False)
+
+
+def task(module, register, **args):
+    """A task of one of the collection's modules, registered under ``register``."""
+    return {"name": register, "dataprotection.databases.%s" % module: args, "register": register}
+
+
+def with_connection(args, connection):
+    changed = dict(args)
+    changed["connection"] = connection
+    return changed
+
+
+def now():
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def iso(moment):
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -7,22 +7,9 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import json
 import os
-import subprocess
-import sys
 
-CHECKOUT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def playbook(name, extra, check=False):
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=os.environ["DP_COLLECTIONS_ROOT"], ANSIBLE_NOCOLOR="1",
-               ANSIBLE_PYTHON_INTERPRETER=sys.executable, ANSIBLE_LOCALHOST_WARNING="false")
-    argv = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", "localhost,", "-c", "local",
-            os.path.join(CHECKOUT, "playbooks", name), "-e", json.dumps(extra)]
-    if check:
-        argv.append("--check")
-    return subprocess.run(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, timeout=600, check=False)
+from harness.playbook import run_playbook as playbook
 
 
 def test_setup_backup_and_restore_playbooks(tmp_path, postgres_factory, postgres_on_datadir, server_tmp_path):

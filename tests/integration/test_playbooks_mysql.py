@@ -7,29 +7,16 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import json
 import os
 import pwd
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
 
 from harness.dbservers import free_port
-
-CHECKOUT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def playbook(name, extra, check=False):
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=os.environ["DP_COLLECTIONS_ROOT"], ANSIBLE_NOCOLOR="1",
-               ANSIBLE_PYTHON_INTERPRETER=sys.executable, ANSIBLE_LOCALHOST_WARNING="false")
-    argv = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", "localhost,", "-c", "local",
-            os.path.join(CHECKOUT, "playbooks", name), "-e", json.dumps(extra)]
-    if check:
-        argv.append("--check")
-    return subprocess.run(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, timeout=600, check=False)
+from harness.playbook import run_playbook as playbook
 
 
 @pytest.fixture

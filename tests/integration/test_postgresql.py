@@ -12,7 +12,6 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import datetime
 import json
 import os
 import subprocess
@@ -21,29 +20,11 @@ import time
 import pytest
 
 from harness.dbservers import free_port
-from harness.playbook import run_tasks
+from harness.playbook import iso, now, run_tasks, task, with_connection
 
 
 def local_repo(tmp_path, **extra):
     return dict({"type": "local", "path": str(tmp_path / "repo")}, **extra)
-
-
-def task(module, register, **args):
-    return {"name": register, "dataprotection.databases.%s" % module: args, "register": register}
-
-
-def with_connection(args, connection):
-    changed = dict(args)
-    changed["connection"] = connection
-    return changed
-
-
-def now():
-    return datetime.datetime.now(datetime.timezone.utc)
-
-
-def iso(moment):
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def rows(server, sql):

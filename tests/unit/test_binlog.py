@@ -341,8 +341,8 @@ def test_windows_split_at_a_gap(archive):
 @pytest.mark.parametrize("target,base,files", [
     ("2026-11-01T00:40:00Z", B2, ["03"]),             # the newest base before the target; file 3 reaches it
     ("2026-11-01T00:50:00Z", B2, ["03", "04"]),
-    ("2026-11-01T00:15:00Z", B1, ["01", "02"]),       # B2 ended after the target; stop at the first file whose last >= target
-    ("2026-11-01T00:10:00Z", B1, ["01"]),             # last == target is enough
+    ("2026-11-01T00:15:00Z", B1, ["01", "02"]),       # B2 ended after the target; stop at the first file whose last > target
+    ("2026-11-01T00:10:00Z", B1, ["01", "02"]),       # last == target: the next file may hold events of that second too
     ("2026-11-01T00:30:00Z", B2, ["03"]),             # a target at a base's very end
     ("2026-11-01T03:30:00Z", B3, ["06", "07"]),
     ("2026-11-01T03:50:00Z", B3, ["06", "07"]),       # B4 is newer but has no archived chain: the older base is used

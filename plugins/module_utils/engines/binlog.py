@@ -38,7 +38,7 @@ from ansible_collections.dataprotection.databases.plugins.module_utils.errors im
 )
 from ansible_collections.dataprotection.databases.plugins.module_utils.engines import logarchive
 from ansible_collections.dataprotection.databases.plugins.module_utils.manifest import check_cluster
-from ansible_collections.dataprotection.databases.plugins.module_utils.timeutil import format_time, parse_time
+from ansible_collections.dataprotection.databases.plugins.module_utils.timeutil import format_time
 from ansible_collections.dataprotection.databases.plugins.module_utils.transfer import object_name, store_stream
 
 MAGIC = b"\xfebin"
@@ -161,14 +161,7 @@ def archived(repo, cluster):
         if not match:
             continue
         base, number = sequence(match.group("name"))
-        index.setdefault(base, {})[number] = {
-            "name": match.group("name"),
-            "key": info.key,
-            "sha256": match.group("sha"),
-            "first": logarchive.from_micros(match.group("first")),
-            "last": logarchive.from_micros(match.group("last")),
-            "stored_size": info.size,
-        }
+        index.setdefault(base, {})[number] = logarchive.entry(info, match)
     return index
 
 
@@ -179,16 +172,7 @@ def chain_from(index, manifest):
     if not start or not FILE_NAME.match(start):
         return [], None
     base, number = sequence(start)
-    files = index.get(base, {})
-    chain = []
-    reach = None
-    while number in files:
-        entry = files[number]
-        chain.append(entry)
-        if entry["last"] is not None and (reach is None or entry["last"] > reach):
-            reach = entry["last"]
-        number += 1
-    return chain, reach
+    return logarchive.follow(index.get(base, {}), number)
 
 
 def _mysql_manifests(manifests):
@@ -198,31 +182,13 @@ def _mysql_manifests(manifests):
 def windows(repo, cluster, manifests):
     """Recoverable windows: from a full backup's end to the last event its binlog chain reaches."""
     index = archived(repo, cluster)
-    spans = []
-    for manifest in _mysql_manifests(manifests):
-        dummy, reach = chain_from(index, manifest)
-        start = parse_time(manifest["end_time"])
-        if reach is not None and reach > start:
-            spans.append((start, reach, manifest["backup_id"]))
-    return logarchive.merge_windows(spans)
+    return logarchive.windows(_mysql_manifests(manifests), lambda manifest: chain_from(index, manifest))
 
 
 def plan_pitr(repo, cluster, manifests, target):
     """The newest full backup that ended at or before ``target`` and whose binlog chain reaches it, and the binlogs to replay."""
     index = archived(repo, cluster)
-    candidates = sorted((m for m in _mysql_manifests(manifests) if parse_time(m["end_time"]) <= target),
-                        key=lambda m: parse_time(m["end_time"]), reverse=True)
-    for manifest in candidates:
-        chain, reach = chain_from(index, manifest)
-        if reach is None or reach < target:
-            continue
-        needed = []
-        for entry in chain:
-            needed.append(entry)
-            if entry["last"] is not None and entry["last"] >= target:
-                break
-        return manifest, needed
-    raise logarchive.outside_windows(target, cluster, windows(repo, cluster, manifests), "binary logs")
+    return logarchive.choose_base(_mysql_manifests(manifests), lambda manifest: chain_from(index, manifest), target, cluster, "binary logs")
 
 
 def fetch(repository, entries, destination, owner_uid=None, owner_gid=None):

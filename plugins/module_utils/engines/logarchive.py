@@ -12,7 +12,7 @@ import hashlib
 import os
 
 from ansible_collections.dataprotection.databases.plugins.module_utils.errors import RecoveryWindowError
-from ansible_collections.dataprotection.databases.plugins.module_utils.timeutil import UTC, format_time
+from ansible_collections.dataprotection.databases.plugins.module_utils.timeutil import UTC, format_time, parse_time
 from ansible_collections.dataprotection.databases.plugins.module_utils.transfer import copy_object_to
 
 EPOCH = datetime.datetime(1970, 1, 1, tzinfo=UTC)
@@ -64,6 +64,32 @@ def fetch_to(repository, key, sha, final, owner_uid=None, owner_gid=None):
     return final
 
 
+def entry(info, match):
+    """An archive index entry from a listed object and the match of its name (groups name, sha, first, last)."""
+    return {
+        "name": match.group("name"),
+        "key": info.key,
+        "sha256": match.group("sha"),
+        "first": from_micros(match.group("first")),
+        "last": from_micros(match.group("last")),
+        "stored_size": info.size,
+    }
+
+
+def follow(files, number):
+    """The files numbered ``number``, ``number + 1``, ... present in ``files`` ({number: entry}) without a gap,
+    and the last time they reach."""
+    chain = []
+    reach = None
+    while number in files:
+        found = files[number]
+        chain.append(found)
+        if found["last"] is not None and (reach is None or found["last"] > reach):
+            reach = found["last"]
+        number += 1
+    return chain, reach
+
+
 def merge_windows(spans):
     """Windows from (start, end, backup_id) spans: overlapping spans merge into one."""
     merged = []
@@ -85,3 +111,35 @@ def outside_windows(target, cluster, found, logs):
                                           "none (no full backup is followed by archived %s; enable log_backup and take a full backup)" % logs),
         windows=found,
     )
+
+
+def windows(bases, chain):
+    """Recoverable windows: from each base's ``end_time`` to the last time its log chain reaches.
+
+    ``chain(manifest)`` returns (entries, reach): the archived log files that
+    follow the base without a gap, and the last time they hold.
+    """
+    spans = []
+    for manifest in bases:
+        dummy, reach = chain(manifest)
+        start = parse_time(manifest["end_time"])
+        if reach is not None and reach > start:
+            spans.append((start, reach, manifest["backup_id"]))
+    return merge_windows(spans)
+
+
+def choose_base(bases, chain, target, cluster, logs):
+    """The newest base that ended at or before ``target`` and whose chain reaches it, with the log files up to the
+    first one holding something after ``target``; or the refusal naming the windows."""
+    candidates = sorted((m for m in bases if parse_time(m["end_time"]) <= target), key=lambda m: parse_time(m["end_time"]), reverse=True)
+    for manifest in candidates:
+        entries, reach = chain(manifest)
+        if reach is None or reach < target:
+            continue
+        needed = []
+        for entry in entries:
+            needed.append(entry)
+            if entry["last"] is not None and entry["last"] > target:
+                break
+        return manifest, needed
+    raise outside_windows(target, cluster, windows(bases, chain), logs)

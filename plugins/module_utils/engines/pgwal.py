@@ -136,16 +136,8 @@ def segments(repo, cluster):
         if not match:
             continue
         name = match.group("name")
-        timeline = int(name[:8], 16)
-        segno = int(name[8:16], 16) * (0x100000000 // WAL_SEG_SIZE) + int(name[16:24], 16)
-        index.setdefault(timeline, {})[segno] = {
-            "name": name,
-            "key": info.key,
-            "sha256": match.group("sha"),
-            "first": logarchive.from_micros(match.group("first")),
-            "last": logarchive.from_micros(match.group("last")),
-            "stored_size": info.size,
-        }
+        timeline, segno = int(name[:8], 16), _segno(name)
+        index.setdefault(timeline, {})[segno] = logarchive.entry(info, match)
     return index
 
 
@@ -159,50 +151,23 @@ def chain_from(index, manifest):
     stop = positions.get("stop_wal")
     if not stop:
         return [], None
-    timeline = int(stop[:8], 16)
-    by_segno = index.get(timeline, {})
-    chain = []
-    segno = _segno(stop)
-    reach = None
-    while segno in by_segno:
-        entry = by_segno[segno]
-        chain.append(entry)
-        if entry["last"] is not None and (reach is None or entry["last"] > reach):
-            reach = entry["last"]
-        segno += 1
-    return chain, reach
+    return logarchive.follow(index.get(int(stop[:8], 16), {}), _segno(stop))
+
+
+def _bases(manifests):
+    return [m for m in manifests if m.get("engine") == "postgresql"]
 
 
 def windows(repo, cluster, manifests):
     """Recoverable windows: from a base's consistent point to the last transaction its WAL chain reaches."""
     index = segments(repo, cluster)
-    spans = []
-    for manifest in manifests:
-        if manifest.get("engine") != "postgresql":
-            continue
-        dummy, reach = chain_from(index, manifest)
-        start = parse_time(manifest["end_time"])
-        if reach is not None and reach > start:
-            spans.append((start, reach, manifest["backup_id"]))
-    return logarchive.merge_windows(spans)
+    return logarchive.windows(_bases(manifests), lambda manifest: chain_from(index, manifest))
 
 
 def plan_pitr(repo, cluster, manifests, target):
     """Pick the newest base whose consistent point is <= target and whose chain reaches it; list the WAL to fetch."""
     index = segments(repo, cluster)
-    candidates = sorted((m for m in manifests if m.get("engine") == "postgresql" and parse_time(m["end_time"]) <= target),
-                        key=lambda m: parse_time(m["end_time"]), reverse=True)
-    for manifest in candidates:
-        chain, reach = chain_from(index, manifest)
-        if reach is None or reach < target:
-            continue
-        needed = []
-        for entry in chain:
-            needed.append(entry)
-            if entry["last"] is not None and entry["last"] > target:
-                break
-        return manifest, needed
-    raise logarchive.outside_windows(target, cluster, windows(repo, cluster, manifests), "WAL")
+    return logarchive.choose_base(_bases(manifests), lambda manifest: chain_from(index, manifest), target, cluster, "WAL")
 
 
 def fetch_segments(repository, entries, destination, owner_uid=None, owner_gid=None):
