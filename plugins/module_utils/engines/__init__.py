@@ -14,19 +14,22 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.dataprotection.databases.plugins.module_utils.engines import mysql, postgresql
+from ansible_collections.dataprotection.databases.plugins.module_utils.engines import mysql, postgresql, prometheus, redis
 from ansible_collections.dataprotection.databases.plugins.module_utils.errors import UnsupportedError
 
 # engine name -> implementation module; an engine appears here once implemented.
 REGISTRY = {
     "postgresql": postgresql,
     "mysql": mysql,
+    "redis": redis,
+    "prometheus": prometheus,
 }
 
 
 def engine_module(engine):
-    """The engine's implementation module, or None when it has none yet."""
-    return REGISTRY.get(engine)
+    """The engine's implementation module, or None when it implements no method yet."""
+    module = REGISTRY.get(engine)
+    return module if module is not None and getattr(module, "METHODS", ()) else None
 
 
 def require(engine):
