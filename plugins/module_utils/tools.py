@@ -15,6 +15,7 @@ __metaclass__ = type
 
 import glob
 import os
+import queue
 import subprocess
 import threading
 
@@ -149,7 +150,14 @@ class StreamingTool(object):
 
 
 class FeedingTool(object):
-    """A tool fed on stdin (e.g. ``tar -x``) while its output is collected aside."""
+    """A tool fed on stdin (e.g. ``tar -x``) while its output is collected aside.
+
+    ``write`` hands chunks to a writer thread through a small bounded queue, so
+    decoding the next chunk (decryption, decompression, hashing) overlaps with
+    the tool reading the previous one, as it would in a shell pipeline.
+    """
+
+    QUEUE_CHUNKS = 8
 
     def __init__(self, argv, env=None, what=None, cwd=None):
         self.what = what or os.path.basename(argv[0])
@@ -163,25 +171,60 @@ class FeedingTool(object):
         self.reader = threading.Thread(target=self._drain)
         self.reader.daemon = True
         self.reader.start()
+        self.queue = queue.Queue(self.QUEUE_CHUNKS)
+        self.failed = None
+        self.writer = threading.Thread(target=self._feed)
+        self.writer.daemon = True
+        self.writer.start()
 
     def _drain(self):
         for line in iter(self.proc.stdout.readline, b""):
             if len(self.output) < 200:
                 self.output.append(line)
 
+    def _feed(self):
+        while True:
+            data = self.queue.get()
+            if data is None:
+                return
+            if self.failed is not None:
+                continue
+            try:
+                self.proc.stdin.write(data)
+            except (OSError, ValueError) as exc:
+                # A broken pipe, or the pipe closed by kill().
+                self.failed = exc
+
+    def _stopped_reading(self):
+        self.proc.wait()
+        self.reader.join(10)
+        return ToolError("%s stopped reading its input (exit %s): %s" % (self.what, self.proc.returncode, self.text()))
+
     def write(self, data):
-        try:
-            self.proc.stdin.write(data)
-        except (BrokenPipeError, OSError):
-            self.proc.wait()
-            self.reader.join(10)
-            raise ToolError("%s stopped reading its input (exit %s): %s" % (self.what, self.proc.returncode, self.text()))
+        if self.failed is not None:
+            self._close_queue()
+            raise self._stopped_reading()
+        self.queue.put(bytes(data))
         return len(data)
+
+    def _close_queue(self):
+        if self.writer.is_alive():
+            while True:
+                try:
+                    self.queue.put(None, timeout=1)
+                    break
+                except queue.Full:
+                    if not self.writer.is_alive():
+                        break
+            self.writer.join()
 
     def text(self):
         return _tail(b"".join(self.output).decode("utf-8", "replace"))
 
     def finish(self, timeout=None):
+        self._close_queue()
+        if self.failed is not None:
+            raise self._stopped_reading()
         self.proc.stdin.close()
         rc = self.proc.wait(timeout)
         self.reader.join(10)
@@ -192,4 +235,11 @@ class FeedingTool(object):
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+        self.failed = self.failed or OSError("killed")
+        # Unblock the writer (the pipe is gone) and let it finish.
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        self._close_queue()
         self.reader.join(10)

@@ -112,13 +112,13 @@ class Connection(object):
 
     def query(self, sql):
         """Run SQL with the command-line client; return rows as lists of strings."""
-        argv = [self.tool("client")] + self.defaults() + self.address() + ["--batch", "--skip-column-names", "--raw",
-                                                                           "--connect-timeout=10", "-e", sql]
+        argv = [self.tool("client")] + self.defaults() + self.address() + ["--batch", "--skip-column-names", "--connect-timeout=10", "-e", sql]
         try:
             out, dummy = tools.run(argv, env=self.env(), timeout=120, what="mysql client")
         except ToolError as exc:
             raise self.explain(exc)
-        return [line.split("\t") for line in out.splitlines()]
+        # Batch mode escapes tabs, newlines and backslashes inside values, so a line is a row.
+        return [[_unescape(field) for field in line.split("\t")] for line in out.splitlines()]
 
     def explain(self, exc):
         text = str(exc)
@@ -138,37 +138,45 @@ class Connection(object):
         return EngineError("MySQL/MariaDB at %s: %s" % (self.target(), text))
 
 
+def _unescape(field):
+    return re.sub(r"\\(.)", lambda m: {"n": "\n", "t": "\t", "0": "\0"}.get(m.group(1), m.group(1)), field)
+
+
 def flavor_of(version):
     return MARIADB if "mariadb" in version.lower() else MYSQL
 
 
+INSPECT_VARIABLES = ("version", "version_comment", "server_id", "log_bin", "binlog_format", "log_bin_basename", "log_bin_index",
+                     "datadir", "gtid_binlog_pos", "gtid_executed", "server_uuid")
+
+
 def inspect(conn):
-    """What backups and log archiving need to know about the server, read-only."""
-    version = conn.query("SELECT @@version, @@version_comment")[0]
-    flavor = flavor_of(" ".join(version))
+    """What backups and log archiving need to know about the server, read-only, in one client run for either flavour."""
+    rows = conn.query(
+        "SHOW GLOBAL VARIABLES WHERE Variable_name IN (%s); "
+        "SELECT '#installed', IFNULL(UNIX_TIMESTAMP(CREATE_TIME), '') FROM information_schema.TABLES "
+        "WHERE TABLE_SCHEMA = 'mysql' AND TABLE_NAME = 'db'" % ", ".join("'%s'" % name for name in INSPECT_VARIABLES))
+    found = dict((row[0].lower(), row[1] if len(row) > 1 else "") for row in rows if row)
+    version = found.get("version", "")
+    flavor = flavor_of("%s %s" % (version, found.get("version_comment", "")))
     conn.flavor = flavor
-    common = ("@@server_id, @@log_bin, @@binlog_format, IFNULL(@@log_bin_basename, ''), IFNULL(@@log_bin_index, ''), @@datadir, "
-              "(SELECT UNIX_TIMESTAMP(CREATE_TIME) FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'mysql' AND TABLE_NAME = 'db')")
-    if flavor == MARIADB:
-        row = conn.query("SELECT %s, @@gtid_binlog_pos, ''" % common)[0]
-    else:
-        row = conn.query("SELECT %s, @@global.gtid_executed, @@server_uuid" % common)[0]
-    match = _VERSION.search(version[0])
-    installed = (row[6] or "").split(".")[0]
+    match = _VERSION.search(version)
+    gtid = found.get("gtid_binlog_pos") if flavor == MARIADB else found.get("gtid_executed")
+    installed = (found.get("#installed") or "").split(".")[0]
     return {
         "flavor": flavor,
-        "version": match.group(0) if match else version[0],
-        "version_full": version[0],
-        "server_id": row[0],
-        "log_bin": row[1] in ("1", "ON"),
-        "binlog_format": row[2],
-        "log_bin_basename": row[3] or None,
-        "log_bin_index": row[4] or None,
-        "datadir": row[5],
-        "gtid": row[7],
-        "server_uuid": row[8] or None,
+        "version": match.group(0) if match else version,
+        "version_full": version,
+        "server_id": found.get("server_id"),
+        "log_bin": found.get("log_bin") in ("1", "ON"),
+        "binlog_format": found.get("binlog_format", ""),
+        "log_bin_basename": found.get("log_bin_basename") or None,
+        "log_bin_index": found.get("log_bin_index") or None,
+        "datadir": found.get("datadir"),
+        "gtid": "".join((gtid or "").split()),
+        "server_uuid": found.get("server_uuid") or None,
         # One cluster name is one database: the time its system schema was created, and its server_id.
-        "identity": "%s/%s" % (installed or "unknown", row[0]),
+        "identity": "%s/%s" % (installed or "unknown", found.get("server_id")),
     }
 
 
@@ -237,6 +245,8 @@ def plan_backup(request):
     tool = conn.tool("backup", server["flavor"])
     version = tool_version(tool)
     check_tool_version(tool, version, server["version"], server["flavor"])
+    # run_backup follows at once: it reuses what was just read instead of asking again.
+    request.inspected = {"server": server, "tool": tool, "version": version}
     plan = {
         "identity": server["identity"],
         "server": conn.target(),
@@ -303,9 +313,11 @@ def parse_info(text):
 
 def run_backup(request, ctx):
     conn = Connection(request.connection)
-    server = inspect(conn)
-    flavor = server["flavor"]
-    tool = conn.tool("backup", flavor)
+    inspected = getattr(request, "inspected", None) or {}
+    server = inspected.get("server") or inspect(conn)
+    flavor = conn.flavor = server["flavor"]
+    tool = inspected.get("tool") or conn.tool("backup", flavor)
+    version = inspected.get("version") or tool_version(tool)
     started = utcnow()
     scratch = tempfile.mkdtemp(prefix="dp-xtrabackup-")
     try:
@@ -330,7 +342,7 @@ def run_backup(request, ctx):
         "engine_version": server["version"],
         "flavor": flavor,
         "positions": positions,
-        "tools": {os.path.basename(tool): tool_version(tool)},
+        "tools": {os.path.basename(tool): version},
         "server_uuid": server["server_uuid"],
         "server_id": server["server_id"],
     }
