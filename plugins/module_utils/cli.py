@@ -122,6 +122,7 @@ def cmd_backup(args, config):
         compression=config.get("compression"),
         compression_level=config.get("compression_level"),
         labels=dict(config.get("labels") or {}, **dict(label.split("=", 1) for label in args.label or [])),
+        options={"parallel": args.parallel or config.get("parallel")},
     )
     result = run_backup(config["repo"], request)
     sys.stdout.write(json.dumps(result["backup"], sort_keys=True) + "\n")
@@ -175,6 +176,7 @@ def parser():
     backup = sub.add_parser("backup", help="take a full backup now")
     backup.add_argument("--method")
     backup.add_argument("--label", action="append", help="key=value, repeatable")
+    backup.add_argument("--parallel", type=int, help="MySQL/MariaDB: threads the backup tool copies files with")
     backup.set_defaults(run=cmd_backup)
     restore = sub.add_parser("restore", help="restore a backup set (--backup-id) or to a time (--restore-time) into a directory")
     target = restore.add_mutually_exclusive_group(required=True)

@@ -17,9 +17,9 @@ description:
     compression and (for an encrypted repository) encryption, with no staging copy on local disk.
   - The backup's manifest is written last; until it exists the backup does not exist, and a failed backup leaves nothing behind.
   - Only one writer works on a cluster at a time (a lease in the repository); a second one is refused, naming the first.
-  - "Implemented in this version: O(engine=postgresql) with O(method=pg-basebackup), and O(engine=mysql) with
-    O(method=xtrabackup). Other engines and methods of the support matrix are refused with a clear message until they are
-    implemented."
+  - "Implemented in this version: O(engine=postgresql) with O(method=pg-basebackup), O(engine=mysql) with
+    O(method=xtrabackup), O(engine=redis) with O(method=datafile) and O(engine=prometheus) with O(method=tsdb-snapshot).
+    Other engines and methods of the support matrix are refused with a clear message until they are implemented."
   - "PostgreSQL: runs C(pg_basebackup -D - -F tar -X fetch -c fast) and records the WAL start and stop points, the timeline,
     the server version and the system identifier. The server needs C(wal_level=replica) (or C(logical)) and a
     C(pg_hba.conf) entry allowing replication connections for O(connection.user). Keep enough WAL (C(wal_keep_size), or
@@ -30,6 +30,17 @@ description:
     copies the data files, so the module must run on the database host. O(connection.user) needs C(RELOAD), C(PROCESS),
     C(LOCK TABLES) and C(BINLOG MONITOR) (MariaDB) or C(REPLICATION CLIENT) and C(BACKUP_ADMIN) (MySQL); missing ones are
     named before anything is written. With C(log_bin) off the backup can be restored but starts no point-in-time window."
+  - "Redis: C(BGSAVE), then the RDB file the save writes is streamed into the repository and checked (the save must report
+    success; a failed save, for example an unwritable C(dir) or a full disk, is refused and leaves nothing behind). With
+    C(appendonly yes) the multi-part AOF follows (its manifest and every file it names), and C(users.acl) when the server
+    uses an ACL file; one object per file. The manifest records the Redis version, the role and the keys per database.
+    The files are read from disk, so the module must run on the Redis host. The password goes to C(redis-cli) in
+    E(REDISCLI_AUTH)."
+  - "Prometheus: asks for a TSDB snapshot through the admin API (C(POST /api/v1/admin/tsdb/snapshot); the server needs
+    C(--web.enable-admin-api), which the error names), streams the snapshot directory from the storage path as one tar
+    stream, and removes the snapshot from the server afterwards, also when the backup fails. The manifest records the
+    time range of the data and its blocks. O(connection.host) may be a C(http://) or C(https://) base URL; basic
+    authentication comes from O(connection.user) and O(connection.password). No compression (the support matrix)."
 author:
   - dataprotection.databases maintainers (@dataprotection-databases)
 extends_documentation_fragment:
@@ -79,6 +90,8 @@ requirements:
   - "PostgreSQL: C(pg_basebackup) and C(psql) of the server's major version or newer"
   - "MariaDB: C(mariabackup) of the server's major version (package mariadb-backup) and the C(mariadb) client"
   - "MySQL: Percona C(xtrabackup) of the server's version or newer and the C(mysql) client"
+  - "Redis: C(redis-cli) (Debian package redis-tools)"
+  - "Prometheus: C(tar)"
 seealso:
   - module: dataprotection.databases.restore
   - module: dataprotection.databases.backup_info

@@ -33,6 +33,13 @@ description:
     C(mysqlbinlog --start-position --stop-datetime), and stops it again (or, with O(start=true), starts it for use).
     Binlog event times have one-second resolution: the replay applies the events stamped before the whole second of
     O(restore_time) and none stamped in it or later."
+  - "Redis: the RDB (and the AOF and ACL files when the backup has them) are written into O(data_dir) under the names of
+    the target's configuration when O(defaults_file) (its C(redis.conf)) is given, else Redis's defaults (C(dump.rdb),
+    C(appendonlydir), C(users.acl)). With O(start=true) a C(redis-server) is started on it and its keyspace is compared
+    with the manifest's."
+  - "Prometheus: the snapshot's blocks are laid into O(data_dir), the C(storage.tsdb.path) Prometheus is to start on,
+    owned by O(owner). With O(start=true) Prometheus is started on it with a minimal configuration and the module waits
+    until it is ready."
 author:
   - dataprotection.databases maintainers (@dataprotection-databases)
 extends_documentation_fragment:
@@ -75,7 +82,9 @@ options:
     type: bool
     default: false
   owner:
-    description: The user that owns the restored files (the user the server runs as); V(postgres) or V(mysql) when omitted.
+    description:
+      - The user that owns the restored files (the user the server runs as). The engine's usual user when omitted
+        (V(postgres), V(mysql), V(redis), V(prometheus)).
     type: str
   group:
     description: The group of the restored files. The primary group of O(owner) when omitted.
@@ -88,7 +97,8 @@ options:
     default: false
   port:
     description:
-      - The port the started server listens on, with O(start=true). V(5432) or V(3306) when omitted.
+      - The port the started server listens on, with O(start=true). The engine's default port when omitted (5432, 3306,
+        6379, 9090).
       - A MySQL/MariaDB server started without O(defaults_file) listens on 127.0.0.1 only; with it, the option file's
         C(bind-address) applies.
     type: int
@@ -110,12 +120,16 @@ options:
       - "MySQL/MariaDB: the server's option file, used by the prepare step and by the server started for the replay and with
         O(start=true) (C(--defaults-file)). Without it they run with C(--no-defaults). Give it when the server uses settings
         the data files depend on, such as C(innodb_page_size) or separate InnoDB directories."
+      - "Redis: the target server's C(redis.conf), read for the file names (C(dbfilename), C(appenddirname),
+        C(appendfilename), C(aclfile)) and C(appendonly)."
     type: path
 requirements:
   - tar
   - "PostgreSQL: the server binaries of the backup's major version, to start the restored server"
   - "MariaDB: C(mbstream) and C(mariabackup) of the backup's version; for a point in time also C(mariadbd), C(mariadb) and C(mariadb-binlog)"
   - "MySQL: C(xbstream) and C(xtrabackup); for a point in time also C(mysqld), C(mysql) and C(mysqlbinlog)"
+  - "Redis: C(redis-server) and C(redis-cli) to start and check the restored server"
+  - "Prometheus: C(tar); C(prometheus) to start the restored server"
 seealso:
   - module: dataprotection.databases.backup
   - module: dataprotection.databases.backup_info
