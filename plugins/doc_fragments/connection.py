@@ -22,18 +22,25 @@ options:
   connection:
     description:
       - How to reach the database server. Passwords go to the engine's tools through the environment
-        (E(PGPASSWORD), E(MYSQL_PWD), E(REDISCLI_AUTH)), never on a command line.
+        (E(PGPASSWORD), E(MYSQL_PWD), E(REDISCLI_AUTH)), never on a command line; Prometheus gets them as HTTP basic
+        authentication.
     type: dict
     default: {}
     suboptions:
       host:
-        description: Host name or address of the server. The engine's default (local) when omitted.
+        description:
+          - Host name or address of the server. The engine's default (local) when omitted.
+          - "Prometheus: 127.0.0.1 when omitted, or an C(http://) or C(https://) base URL (route prefix included; its own
+            port applies and O(connection.port) is ignored; HTTPS is verified against the system's certificate
+            authorities, no client certificates)."
         type: str
       port:
-        description: TCP port of the server. The engine's default port when omitted.
+        description: TCP port of the server. The engine's default port when omitted (5432, 3306, 6379, 9090).
         type: int
       user:
-        description: User to connect as. The default is C(postgres) for PostgreSQL and C(root) for MySQL/MariaDB.
+        description:
+          - User to connect as. The default is C(postgres) for PostgreSQL and C(root) for MySQL/MariaDB.
+          - "Redis: the ACL user (C(default) when omitted). Prometheus: the HTTP basic authentication user (none when omitted)."
         type: str
       password:
         description: Password of O(connection.user).

@@ -38,9 +38,10 @@ description:
     E(REDISCLI_AUTH)."
   - "Prometheus: asks for a TSDB snapshot through the admin API (C(POST /api/v1/admin/tsdb/snapshot); the server needs
     C(--web.enable-admin-api), which the error names), streams the snapshot directory from the storage path as one tar
-    stream, and removes the snapshot from the server afterwards, also when the backup fails. The manifest records the
-    time range of the data and its blocks. O(connection.host) may be a C(http://) or C(https://) base URL; basic
-    authentication comes from O(connection.user) and O(connection.password). No compression (the support matrix)."
+    stream, and removes the snapshot from the server afterwards, also when the backup fails. The storage path comes from
+    C(/api/v1/status/flags), so the module must run on the Prometheus host, as root or as the user Prometheus runs as.
+    The manifest records the time range of the data (C(min_time), C(max_time)) and its blocks. A snapshot without data
+    (a server that has stored no samples yet) is refused. No compression (the support matrix)."
 author:
   - dataprotection.databases maintainers (@dataprotection-databases)
 extends_documentation_fragment:
@@ -66,7 +67,7 @@ options:
     description:
       - The backup method. It must be a full-backup method the support matrix offers for O(engine)
         (see the C(dataprotection.databases.support_matrix) lookup).
-      - Defaults to the engine's tool method, V(pg-basebackup) for PostgreSQL.
+      - Defaults to the engine's tool method (V(pg-basebackup), V(xtrabackup), V(datafile), V(tsdb-snapshot)).
     type: str
   compression:
     description:
@@ -185,7 +186,8 @@ backup:
       elements: str
     positions:
       description: Engine positions of the backup (PostgreSQL - C(start_lsn), C(stop_lsn), C(timeline), C(start_wal), C(stop_wal);
-        MySQL - C(binlog_file), C(binlog_pos), C(gtid), C(from_lsn), C(to_lsn)).
+        MySQL - C(binlog_file), C(binlog_pos), C(gtid), C(from_lsn), C(to_lsn);
+        Prometheus - C(min_time), C(max_time) (first and last sample), C(blocks), C(samples)).
       type: dict
     engine_version:
       description: Version of the database server.

@@ -37,9 +37,14 @@ description:
     the target's configuration when O(defaults_file) (its C(redis.conf)) is given, else Redis's defaults (C(dump.rdb),
     C(appendonlydir), C(users.acl)). With O(start=true) a C(redis-server) is started on it and its keyspace is compared
     with the manifest's."
-  - "Prometheus: the snapshot's blocks are laid into O(data_dir), the C(storage.tsdb.path) Prometheus is to start on,
-    owned by O(owner). With O(start=true) Prometheus is started on it with a minimal configuration and the module waits
-    until it is ready."
+  - "Prometheus: the snapshot's blocks are laid into O(data_dir), the C(--storage.tsdb.path) Prometheus is to start on,
+    owned by O(owner) (directories 0750, files 0640). O(force=true) replaces only a directory holding a Prometheus TSDB.
+    A directory a running server uses (its C(lock) file held, or a process holding one of its files open) is always
+    refused. Prometheus applies its retention to restored blocks too, measured from the newest data: start it with a
+    C(--storage.tsdb.retention.time) covering the backup (the plan returns C(retention_days)). With O(start=true)
+    Prometheus is started as O(owner) on 127.0.0.1:O(port) with a minimal configuration (no scrape jobs) and that
+    retention, from a directory C(.dp-prometheus-<port>-*) next to O(data_dir), and the module waits until C(/-/ready)
+    answers; stop it by the returned pid."
 author:
   - dataprotection.databases maintainers (@dataprotection-databases)
 extends_documentation_fragment:

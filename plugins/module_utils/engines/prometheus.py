@@ -44,10 +44,12 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.error
+import urllib.request
 
 from ansible_collections.dataprotection.databases.plugins.module_utils import hostfiles, tools
-from ansible_collections.dataprotection.databases.plugins.module_utils.errors import ConfigError, EngineError, ToolError
-from ansible_collections.dataprotection.databases.plugins.module_utils.timeutil import UTC, format_time, utcnow
+from ansible_collections.dataprotection.databases.plugins.module_utils.errors import ConfigError, EngineError
+from ansible_collections.dataprotection.databases.plugins.module_utils.timeutil import UTC, format_time, parse_time, utcnow
 
 METHODS = ("tsdb-snapshot",)
 ENGINE = "prometheus"
@@ -98,12 +100,11 @@ class Connection(object):
 
     def call(self, path, method="GET", timeout=HTTP_TIMEOUT):
         """One HTTP call; return (status, body as text).  Raises EngineError when the server cannot be reached."""
-        import urllib.error  # pylint: disable=import-outside-toplevel
-        import urllib.request  # pylint: disable=import-outside-toplevel
-
         request = urllib.request.Request(self.url + path, data=b"" if method == "POST" else None, headers=self._headers(), method=method)
+        # No proxy from the environment: the server is this host's (the snapshot is read from its disk).
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:  # nosec: the URL is the operator's
+            with opener.open(request, timeout=timeout) as response:
                 return response.status, response.read().decode("utf-8", "replace")
         except urllib.error.HTTPError as exc:
             try:
@@ -196,8 +197,7 @@ def check_storage(conn, path):
     if not os.access(path, os.R_OK | os.X_OK):
         raise EngineError("the storage path %s of Prometheus at %s cannot be read by %s" % (path, conn.url, _user_name()),
                           hint="Run the backup as root or as the user Prometheus runs as (become: true)")
-    entries = os.listdir(path)
-    if not looks_like_tsdb(path, entries) or not entries:
+    if not any(os.path.isdir(os.path.join(path, name)) for name in ("wal", "chunks_head")):
         raise EngineError("%s, the storage path Prometheus at %s reports, does not hold a Prometheus TSDB on this host" % (path, conn.url),
                           hint=HOST_HINT)
     snapshots = os.path.join(path, "snapshots")
@@ -367,7 +367,10 @@ def _flock_held(path):
 
 
 def _open_by(path):
-    """(pid, command, file) of a process with a file under ``path`` open or as its working directory, else None (Linux /proc)."""
+    """(pid, command, file) of a process with a file under ``path`` open, else None.
+
+    Read from /proc (Linux); without root only the processes of the same user are seen.
+    """
     root = os.path.realpath(path)
     prefix = root.rstrip("/") + "/"
     try:
@@ -379,7 +382,7 @@ def _open_by(path):
             continue
         base = "/proc/%d" % pid
         try:
-            links = [os.path.join(base, "fd", fd) for fd in os.listdir(os.path.join(base, "fd"))] + [os.path.join(base, "cwd")]
+            links = [os.path.join(base, "fd", fd) for fd in os.listdir(os.path.join(base, "fd"))]
         except OSError:
             continue
         for link in links:
@@ -472,8 +475,6 @@ def retention_days(manifest, now=None):
     first = manifest.get("min_time")
     if not first:
         return 15
-    from ansible_collections.dataprotection.databases.plugins.module_utils.timeutil import parse_time  # pylint: disable=import-outside-toplevel
-
     age = (now or utcnow()) - parse_time(first)
     return max(15, age.days + 2)
 
@@ -485,6 +486,9 @@ def plan_restore(repository, manifest, request, logs=None):
     owner = _owner(request)
     user = hostfiles.lookup_user(owner, "Prometheus")
     _group_id(request.options.get("group"), user)
+    if os.geteuid() != 0 and user.pw_uid != os.geteuid():
+        raise ConfigError("only root can give the restored files to %s; this restore runs as %s" % (owner, _user_name()),
+                          hint="Run it as root (become: true), or set owner to %s" % _user_name())
     record = _object(manifest)
     found = {"tar": tools.find_tool("tar", package="tar")}
     start = bool(request.options.get("start"))
@@ -531,14 +535,12 @@ def set_modes(data_dir, uid, gid):
     os.chmod(data_dir, 0o750)
     os.lchown(data_dir, uid, gid)
     for dirpath, dirnames, filenames in os.walk(data_dir):
-        for name in dirnames:
-            os.chmod(os.path.join(dirpath, name), 0o750)
-            os.lchown(os.path.join(dirpath, name), uid, gid)
-        for name in filenames:
-            path = os.path.join(dirpath, name)
-            if not os.path.islink(path):
-                os.chmod(path, 0o640)
-            os.lchown(path, uid, gid)
+        for names, mode in ((dirnames, 0o750), (filenames, 0o640)):
+            for name in names:
+                path = os.path.join(dirpath, name)
+                if not os.path.islink(path):
+                    os.chmod(path, mode)
+                os.lchown(path, uid, gid)
 
 
 def restore(repository, manifest, request, logs=None):
@@ -595,7 +597,7 @@ def start_server(data_dir, user, gid, manifest, request):
         except OSError as exc:
             raise EngineError("cannot start %s: %s" % (binary, exc), hint="The restored files are in place in %s" % data_dir)
     os.chown(log, user.pw_uid, gid)
-    conn = Connection({"host": "localhost" if listen in ("0.0.0.0", "::") else listen, "port": port})
+    conn = Connection({"host": "127.0.0.1" if listen in ("0.0.0.0", "::") else listen, "port": port})
     deadline = time.monotonic() + timeout
     while True:
         if proc.poll() is not None:
@@ -614,8 +616,3 @@ def start_server(data_dir, user, gid, manifest, request):
                               hint="Read %s; the restored files are in place" % log)
         time.sleep(0.3)
     return {"pid": proc.pid, "port": port, "url": conn.url, "log": log, "config": config, "retention": "%dd" % retention}
-
-
-def tool_error(exc):
-    """A tar failure while streaming, as an engine error."""
-    return EngineError("streaming the snapshot failed: %s" % exc) if isinstance(exc, ToolError) else exc
