@@ -183,7 +183,7 @@ def parser():
     target.add_argument("--backup-id")
     target.add_argument("--restore-time")
     restore.add_argument("--data-dir", required=True)
-    restore.add_argument("--owner", help="owner of the restored files (default: postgres, or mysql)")
+    restore.add_argument("--owner", help="owner of the restored files (default: the engine's user: postgres, mysql, redis, prometheus)")
     restore.add_argument("--force", action="store_true")
     restore.add_argument("--check", action="store_true", help="print the plan, change nothing")
     restore.set_defaults(run=cmd_restore)

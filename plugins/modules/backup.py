@@ -34,8 +34,10 @@ description:
     success; a failed save, for example an unwritable C(dir) or a full disk, is refused and leaves nothing behind). With
     C(appendonly yes) the multi-part AOF follows (its manifest and every file it names), and C(users.acl) when the server
     uses an ACL file; one object per file. The manifest records the Redis version, the role and the keys per database.
-    The files are read from disk, so the module must run on the Redis host. The password goes to C(redis-cli) in
-    E(REDISCLI_AUTH)."
+    The files are read from disk, so the module must run on the Redis host. Redis 7.0 or later. The password goes to
+    C(redis-cli) in E(REDISCLI_AUTH); O(connection.user) needs C(+info +bgsave +config|get +echo) (C(+config|get) may be
+    replaced by O(connection.defaults_file), the server's C(redis.conf)). No identity ties the cluster name to one
+    server: Redis has nothing stable to record."
   - "Prometheus: asks for a TSDB snapshot through the admin API (C(POST /api/v1/admin/tsdb/snapshot); the server needs
     C(--web.enable-admin-api), which the error names), streams the snapshot directory from the storage path as one tar
     stream, and removes the snapshot from the server afterwards, also when the backup fails. The storage path comes from
@@ -187,6 +189,7 @@ backup:
     positions:
       description: Engine positions of the backup (PostgreSQL - C(start_lsn), C(stop_lsn), C(timeline), C(start_wal), C(stop_wal);
         MySQL - C(binlog_file), C(binlog_pos), C(gtid), C(from_lsn), C(to_lsn);
+        Redis - C(rdb_snapshot_time), C(master_replid), C(master_repl_offset);
         Prometheus - C(min_time), C(max_time) (first and last sample), C(blocks), C(samples)).
       type: dict
     engine_version:
