@@ -128,6 +128,22 @@ class Target(object):
         return False
 
 
+def feed_object(repository, manifest, record, argv, what, timeout=3600):
+    """Stream one stored object of a backup, decoded and checked, into a tool's stdin (``tar -x``, ``mbstream -x``)."""
+    from ansible_collections.dataprotection.databases.plugins.module_utils import tools  # pylint: disable=import-outside-toplevel
+    from ansible_collections.dataprotection.databases.plugins.module_utils.manifest import object_key  # pylint: disable=import-outside-toplevel
+    from ansible_collections.dataprotection.databases.plugins.module_utils.transfer import copy_object_to  # pylint: disable=import-outside-toplevel
+
+    extractor = tools.FeedingTool(argv, what=what)
+    try:
+        copy_object_to(repository.repo, object_key(manifest, record), record, extractor.write, repository.master_key)
+        extractor.finish(timeout=timeout)
+    except BaseException:
+        extractor.kill()
+        raise
+    return record["size"]
+
+
 def log_tail(path, lines=15):
     try:
         with open(path) as handle:

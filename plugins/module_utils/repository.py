@@ -198,7 +198,8 @@ class Repo(object):
 # Local directory (also NFS)
 
 
-def _fsync_dir(path):
+def fsync_dir(path):
+    """fsync a directory, so the names in it are durable; best effort where the file system does not allow it."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
@@ -258,7 +259,7 @@ class _LocalWriter(ObjectWriter):
                         )
                     raise
                 os.unlink(self.tmp)
-            _fsync_dir(os.path.dirname(self.final))
+            fsync_dir(os.path.dirname(self.final))
         except ObjectExists:
             self.abort()
             raise

@@ -476,19 +476,9 @@ def restore(repository, manifest, request, logs=None):
 
 
 def extract(repository, manifest, conn, directory):
-    from ansible_collections.dataprotection.databases.plugins.module_utils.manifest import object_key  # pylint: disable=import-outside-toplevel
-    from ansible_collections.dataprotection.databases.plugins.module_utils.transfer import copy_object_to  # pylint: disable=import-outside-toplevel
-
     record = [o for o in manifest["objects"] if o["name"].startswith(BACKUP_OBJECT)][0]
     stream = conn.tool("stream")
-    extractor = tools.FeedingTool([stream, "-x", "-C", directory], what=os.path.basename(stream))
-    try:
-        copy_object_to(repository.repo, object_key(manifest, record), record, extractor.write, repository.master_key)
-        extractor.finish(timeout=3600)
-    except BaseException:
-        extractor.kill()
-        raise
-    return record["size"]
+    return hostfiles.feed_object(repository, manifest, record, [stream, "-x", "-C", directory], os.path.basename(stream))
 
 
 def prepare(conn, directory):

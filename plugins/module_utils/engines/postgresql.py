@@ -313,18 +313,9 @@ def start_and_wait(data_dir, owner, request, server_version=None):
 
 def restore_files(repository, manifest, data_dir, owner="postgres", group=None):
     """Lay down the data directory from the backup's tar stream."""
-    from ansible_collections.dataprotection.databases.plugins.module_utils.manifest import object_key  # pylint: disable=import-outside-toplevel
-    from ansible_collections.dataprotection.databases.plugins.module_utils.transfer import copy_object_to  # pylint: disable=import-outside-toplevel
-
     record = [o for o in manifest["objects"] if o["name"].startswith(BASE_OBJECT)][0]
     tar = tools.find_tool("tar", package="tar")
-    extractor = tools.FeedingTool([tar, "-x", "-f", "-", "-C", data_dir, "--no-same-owner"], what="tar")
-    try:
-        copy_object_to(repository.repo, object_key(manifest, record), record, extractor.write, repository.master_key)
-        extractor.finish(timeout=600)
-    except BaseException:
-        extractor.kill()
-        raise
+    hostfiles.feed_object(repository, manifest, record, [tar, "-x", "-f", "-", "-C", data_dir, "--no-same-owner"], "tar", timeout=600)
     for stale in ("postmaster.pid", "postmaster.opts"):
         try:
             os.unlink(os.path.join(data_dir, stale))

@@ -515,19 +515,9 @@ def plan_restore(repository, manifest, request, logs=None):
 
 
 def extract(repository, manifest, data_dir):
-    from ansible_collections.dataprotection.databases.plugins.module_utils.manifest import object_key  # pylint: disable=import-outside-toplevel
-    from ansible_collections.dataprotection.databases.plugins.module_utils.transfer import copy_object_to  # pylint: disable=import-outside-toplevel
-
-    record = _object(manifest)
     tar = tools.find_tool("tar", package="tar")
-    extractor = tools.FeedingTool([tar, "-x", "-f", "-", "-C", data_dir, "--no-same-owner", "--no-same-permissions"], what="tar")
-    try:
-        copy_object_to(repository.repo, object_key(manifest, record), record, extractor.write, repository.master_key)
-        extractor.finish(timeout=3600)
-    except BaseException:
-        extractor.kill()
-        raise
-    return record["size"]
+    return hostfiles.feed_object(repository, manifest, _object(manifest),
+                                 [tar, "-x", "-f", "-", "-C", data_dir, "--no-same-owner", "--no-same-permissions"], "tar")
 
 
 def set_modes(data_dir, uid, gid):

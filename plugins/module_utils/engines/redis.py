@@ -81,6 +81,7 @@ import time
 
 from ansible_collections.dataprotection.databases.plugins.module_utils import hostfiles, tools
 from ansible_collections.dataprotection.databases.plugins.module_utils.errors import ConfigError, EngineError, ToolError
+from ansible_collections.dataprotection.databases.plugins.module_utils.repository import fsync_dir
 from ansible_collections.dataprotection.databases.plugins.module_utils.timeutil import format_time, utcnow
 
 METHODS = ("datafile",)
@@ -1278,19 +1279,6 @@ def _write_bytes(path, data):
         os.fsync(handle.fileno())
 
 
-def _fsync_dir(path):
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def restore(repository, manifest, request, logs=None):
     """Write the backup's files into data_dir under the target's names; optionally start a server and check its keyspace."""
     data_dir = request.target
@@ -1324,7 +1312,7 @@ def restore(repository, manifest, request, logs=None):
             os.chmod(dirpath, 0o750)
             for name in filenames:
                 os.chmod(os.path.join(dirpath, name), 0o640)
-            _fsync_dir(dirpath)
+            fsync_dir(dirpath)
         hostfiles.chown_tree(data_dir, owner, group)
     result = {"data_dir": data_dir, "owner": owner, "files": written, "loads": loads,
               "bytes": sum(step["object"]["size"] for step in steps if step["object"])}
