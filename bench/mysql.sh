@@ -75,12 +75,11 @@ SERVER_OPTIONS=(--log-bin=mysql-bin --binlog-format=ROW --server-id=1 --innodb-b
 # ---------------------------------------------------------------------------
 # Helpers
 
-log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-
-# Run a command as the mysql OS user (from the work directory: root's
-# current directory may be unreadable to it).
-as_mysql() { (cd "$WORK" && runuser -u mysql -- "$@"); }
+# shellcheck disable=SC2034  # read by lib/common.sh
+SERVICE_USER=mysql
+# shellcheck source=bench/lib/common.sh
+. "$BENCH_DIR/lib/common.sh"
+as_mysql() { as_service "$@"; }
 
 # sql_at SOCKET SQL: the client as root over a server's socket, one result
 # row a line, tab-separated, no headers.
@@ -88,33 +87,6 @@ sql_at() {
     env MYSQL_PWD="$PASSWORD" mariadb --no-defaults --socket="$1" --user=root --batch --skip-column-names --raw -e "$2"
 }
 sql() { sql_at "$SOCK/server.sock" "$1"; }
-
-# record KEY VALUE: one figure for the report.
-record() { printf '%s\t%s\n' "$1" "$2" >>"$RESULTS/figures.tsv"; }
-
-seconds_between() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
-
-# measure STEP USER CMD...
-# Runs CMD as USER (root or mysql) under GNU time -v, whose report (peak RSS,
-# CPU time) goes to RESULTS/STEP.ROUND.time; records the wall seconds and the
-# load average just before.  The previous step's dirty pages are written back
-# first so that they are not charged to this one.
-measure() {
-    local step=$1 user=$2 start end
-    shift 2
-    sync
-    if [[ $DROP_CACHES == 1 ]]; then echo 3 >/proc/sys/vm/drop_caches; fi
-    record "$step.load" "$(cut -d' ' -f1 /proc/loadavg)"
-    log "timing $step (round $ROUND of $ROUNDS)"
-    start=$EPOCHREALTIME
-    if [[ $user == root ]]; then
-        /usr/bin/time -v -o "$RESULTS/$step.$ROUND.time" "$@"
-    else
-        as_mysql /usr/bin/time -v -o "$RESULTS/$step.$ROUND.time" "$@"
-    fi
-    end=$EPOCHREALTIME
-    record "$step.seconds" "$(seconds_between "$start" "$end")"
-}
 
 # server_start NAME DATADIR SOCKET [OPTION...]
 # Starts mariadbd on DATADIR in the background (as root, switching to the
@@ -136,9 +108,6 @@ server_start() {
     done
 }
 
-# A process that runs (a zombie does not).
-alive() { [[ -e /proc/$1 ]] && [[ $(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null) != Z ]]; }
-
 server_stop() {
     local name=$1 pid i
     [[ -f $WORK/pids/$name ]] || return 0
@@ -156,23 +125,6 @@ server_stop() {
     fi
     wait "$pid" 2>/dev/null || true
     rm -f "$WORK/pids/$name"
-}
-
-cleanup() {
-    local status=$?
-    set +e
-    if [[ -n ${WORK:-} && -d $WORK ]]; then
-        local file
-        for file in "$WORK"/pids/*; do
-            [[ -f $file ]] && server_stop "$(basename "$file")"
-        done
-        if [[ $KEEP == 1 ]]; then
-            log "work directory kept: $WORK"
-        else
-            rm -rf "$WORK"
-        fi
-    fi
-    exit "$status"
 }
 
 # ---------------------------------------------------------------------------
@@ -448,20 +400,6 @@ backup_raw() { raw_backup raw-backup "$WORK/raw/backup.$ROUND.mbstream.zst"; }
 
 backup_raw_p2() { raw_backup raw-p2-backup "$WORK/raw/backup-p2.$ROUND.mbstream.zst" "--parallel=$PARALLEL"; }
 
-# The commit of the checkout measured, and whether its code differs from it
-# (read-only git commands).
-code_version() {
-    local commit
-    commit=$(GIT_OPTIONAL_LOCKS=0 git -C "$CHECKOUT" rev-parse --short HEAD 2>/dev/null) || { echo "unknown (not a git checkout)"; return; }
-    if GIT_OPTIONAL_LOCKS=0 git -C "$CHECKOUT" diff-index --quiet HEAD -- plugins 2>/dev/null; then
-        echo "$commit"
-    else
-        echo "$commit with uncommitted changes under plugins/"
-    fi
-}
-
-json_field() { "$PYTHON" -c 'import json, sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
-
 restore_ours() {
     measure ours-restore root env PYTHONPATH="$WORK/collections" \
         "$PYTHON" "$DRIVER" "$RESULTS/ours-restore.$ROUND.rss" cli --config "$CONFIG" restore \
@@ -544,7 +482,7 @@ main() {
     local began=$EPOCHREALTIME
     check_prerequisites
     if ((PARALLEL > 1)); then BACKUP_METHODS=(ours ours_p2 raw raw_p2); fi
-    trap cleanup EXIT
+    trap cleanup_servers EXIT
     make_workdir
     install_command
     start_server

@@ -65,44 +65,16 @@ CLUSTER=bench
 # ---------------------------------------------------------------------------
 # Helpers
 
-log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-
-# Run a command as the postgres OS user (from the work directory: root's
-# current directory may be unreadable to it).
-as_pg() { (cd "$WORK" && runuser -u postgres -- "$@"); }
+# shellcheck disable=SC2034  # read by lib/common.sh
+SERVICE_USER=postgres
+# shellcheck source=bench/lib/common.sh
+. "$BENCH_DIR/lib/common.sh"
+as_pg() { as_service "$@"; }
 
 # psql as the postgres superuser over the throwaway server's socket.
 psql_pg() {
     local db=$1; shift
     as_pg "$PG_BIN/psql" -X -q -A -t -v ON_ERROR_STOP=1 -h "$SOCK" -p "$PORT" -U postgres -d "$db" "$@"
-}
-
-# record KEY VALUE: one figure for the report.
-record() { printf '%s\t%s\n' "$1" "$2" >>"$RESULTS/figures.tsv"; }
-
-seconds_between() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
-
-# measure STEP USER CMD...
-# Runs CMD as USER (root or postgres) under GNU time -v, whose report (peak
-# RSS, CPU time) goes to RESULTS/STEP.ROUND.time; records the wall seconds and
-# the load average just before.  The previous step's dirty pages are written back
-# first so that they are not charged to this one.
-measure() {
-    local step=$1 user=$2 start end
-    shift 2
-    sync
-    if [[ $DROP_CACHES == 1 ]]; then echo 3 >/proc/sys/vm/drop_caches; fi
-    record "$step.load" "$(cut -d' ' -f1 /proc/loadavg)"
-    log "timing $step (round $ROUND of $ROUNDS)"
-    start=$EPOCHREALTIME
-    if [[ $user == root ]]; then
-        /usr/bin/time -v -o "$RESULTS/$step.$ROUND.time" "$@"
-    else
-        as_pg /usr/bin/time -v -o "$RESULTS/$step.$ROUND.time" "$@"
-    fi
-    end=$EPOCHREALTIME
-    record "$step.seconds" "$(seconds_between "$start" "$end")"
 }
 
 # pg_ctl as postgres; the server listens on its socket directory only.
@@ -334,20 +306,6 @@ backup_raw() {
         _ "$PG_BIN" "$SOCK" "$PORT" "$WORK/raw/base.tar.zst"
     record raw-backup.stored "$(stat -c %s "$WORK/raw/base.tar.zst")"
 }
-
-# The commit of the checkout measured, and whether its code differs from it
-# (read-only git commands).
-code_version() {
-    local commit
-    commit=$(GIT_OPTIONAL_LOCKS=0 git -C "$CHECKOUT" rev-parse --short HEAD 2>/dev/null) || { echo "unknown (not a git checkout)"; return; }
-    if GIT_OPTIONAL_LOCKS=0 git -C "$CHECKOUT" diff-index --quiet HEAD -- plugins 2>/dev/null; then
-        echo "$commit"
-    else
-        echo "$commit with uncommitted changes under plugins/"
-    fi
-}
-
-json_field() { "$PYTHON" -c 'import json, sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
 
 restore_ours() {
     measure ours-restore root env PYTHONPATH="$WORK/collections" \

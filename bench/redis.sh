@@ -67,45 +67,14 @@ CLUSTER=bench
 # ---------------------------------------------------------------------------
 # Helpers
 
-log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-
-# Run a command as the redis OS user (from the work directory: root's
-# current directory may be unreadable to it).
-as_redis() { (cd "$WORK" && runuser -u redis -- "$@"); }
+# shellcheck disable=SC2034  # read by lib/common.sh
+SERVICE_USER=redis
+# shellcheck source=bench/lib/common.sh
+. "$BENCH_DIR/lib/common.sh"
+as_redis() { as_service "$@"; }
 
 # cli SOCKET ARG...: redis-cli on a server's socket.
 cli() { local socket=$1; shift; redis-cli -s "$socket" "$@"; }
-
-# record KEY VALUE: one figure for the report.
-record() { printf '%s\t%s\n' "$1" "$2" >>"$RESULTS/figures.tsv"; }
-
-seconds_between() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
-
-# measure STEP USER CMD...
-# Runs CMD as USER (root or redis) under GNU time -v, whose report (peak RSS,
-# CPU time) goes to RESULTS/STEP.ROUND.time; records the wall seconds and the
-# load average just before.  The previous step's dirty pages are written back
-# first so that they are not charged to this one.
-measure() {
-    local step=$1 user=$2 start end
-    shift 2
-    sync
-    if [[ $DROP_CACHES == 1 ]]; then echo 3 >/proc/sys/vm/drop_caches; fi
-    record "$step.load" "$(cut -d' ' -f1 /proc/loadavg)"
-    log "timing $step (round $ROUND of $ROUNDS)"
-    start=$EPOCHREALTIME
-    if [[ $user == root ]]; then
-        /usr/bin/time -v -o "$RESULTS/$step.$ROUND.time" "$@"
-    else
-        as_redis /usr/bin/time -v -o "$RESULTS/$step.$ROUND.time" "$@"
-    fi
-    end=$EPOCHREALTIME
-    record "$step.seconds" "$(seconds_between "$start" "$end")"
-}
-
-# A process that runs (a zombie does not).
-alive() { [[ -e /proc/$1 ]] && [[ $(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null) != Z ]]; }
 
 # server_start NAME DIR [OPTION...]
 # Starts redis-server as the redis user on DIR, on the Unix socket
@@ -132,23 +101,6 @@ server_stop() {
     cli "$SOCK/$name.sock" SHUTDOWN NOSAVE >/dev/null 2>&1 || kill "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
     rm -f "$WORK/pids/$name"
-}
-
-cleanup() {
-    local status=$?
-    set +e
-    if [[ -n ${WORK:-} && -d $WORK ]]; then
-        local file
-        for file in "$WORK"/pids/*; do
-            [[ -f $file ]] && server_stop "$(basename "$file")"
-        done
-        if [[ $KEEP == 1 ]]; then
-            log "work directory kept: $WORK"
-        else
-            rm -rf "$WORK"
-        fi
-    fi
-    exit "$status"
 }
 
 # ---------------------------------------------------------------------------
@@ -334,8 +286,6 @@ in_round_order() {
     done
 }
 
-json_field() { "$PYTHON" -c 'import json, sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
-
 backup_ours() {
     measure ours-backup root env PYTHONPATH="$WORK/collections" \
         "$PYTHON" "$DRIVER" "$RESULTS/ours-backup.$ROUND.rss" --config "$CONFIG" backup >"$RESULTS/ours-backup.$ROUND.json"
@@ -401,18 +351,6 @@ check_restores() {
         [[ $digest == "$SOURCE_DIGEST" ]] || die "$name restore: DEBUG DIGEST $digest, the source's is $SOURCE_DIGEST"
         record "$name-restore.check" "round $ROUND: loads, $keys keys, DEBUG DIGEST as the source's"
     done
-}
-
-# The commit of the checkout measured, and whether its code differs from it
-# (read-only git commands).
-code_version() {
-    local commit
-    commit=$(GIT_OPTIONAL_LOCKS=0 git -C "$CHECKOUT" rev-parse --short HEAD 2>/dev/null) || { echo "unknown (not a git checkout)"; return; }
-    if GIT_OPTIONAL_LOCKS=0 git -C "$CHECKOUT" diff-index --quiet HEAD -- plugins 2>/dev/null; then
-        echo "$commit"
-    else
-        echo "$commit with uncommitted changes under plugins/"
-    fi
 }
 
 report() {
@@ -502,7 +440,7 @@ REPORT_EOF
 main() {
     local began=$EPOCHREALTIME
     check_prerequisites
-    trap cleanup EXIT
+    trap cleanup_servers EXIT
     make_workdir
     install_command
     start_server
