@@ -17,8 +17,8 @@ Fixtures:
 
 ``s3_server``      session: plain HTTP server
 ``s3_tls_server``  session: HTTPS server with a certificate from a throw-away CA
-                   (``ca_bundle`` is the CA file); skipped when ``cryptography``
-                   is not installed
+                   (``ca_bundle`` is the CA file; the certificates are made with
+                   ``cryptography``, a runtime requirement)
 ``s3_repo_spec``   function: a normalized ``repo`` dict for a fresh bucket
 """
 
@@ -348,7 +348,6 @@ def s3_server():
 @pytest.fixture(scope="session")
 def s3_tls_server():
     """A moto S3 server on loopback serving HTTPS with a certificate from a test CA."""
-    pytest.importorskip("cryptography")
     server = _start(tls=True)
     try:
         yield server

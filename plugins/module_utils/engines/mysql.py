@@ -33,7 +33,7 @@ import tempfile
 import time
 
 from ansible_collections.dataprotection.databases.plugins.module_utils import hostfiles, tools
-from ansible_collections.dataprotection.databases.plugins.module_utils.engines import binlog
+from ansible_collections.dataprotection.databases.plugins.module_utils.engines import binlog, logarchive
 from ansible_collections.dataprotection.databases.plugins.module_utils.errors import ConfigError, EngineError, ToolError
 from ansible_collections.dataprotection.databases.plugins.module_utils.timeutil import UTC, format_time, utcnow
 
@@ -792,8 +792,6 @@ def check_history(repository, cluster, index_path):
         entry = archive.get(base, {}).get(number)
         if entry is None or not os.path.exists(path):
             continue
-        from ansible_collections.dataprotection.databases.plugins.module_utils.engines import logarchive  # pylint: disable=import-outside-toplevel
-
         if logarchive.sha256_file(path) != entry["sha256"]:
             highest = max(archive[base])
             raise EngineError(
