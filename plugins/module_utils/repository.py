@@ -141,6 +141,19 @@ class Repo(object):
         """Delete one object; a missing object is not an error."""
         raise NotImplementedError
 
+    def delete_durably(self, key):
+        """Delete one object and return only when the deletion survives a crash (manifests: the un-commit)."""
+        self.delete(key)
+
+    def list_partial(self, prefix=""):
+        """Yield writes that were started under ``prefix`` and never committed (a killed writer's leftovers):
+        dicts with ``key``, ``id``, ``started_epoch`` and ``size`` (None when unknown)."""
+        return iter(())
+
+    def discard_partial(self, partial):
+        """Remove one leftover that ``list_partial`` returned."""
+        raise NotImplementedError
+
     def put_if_absent(self, key, data):
         """Create ``key`` with ``data`` atomically (a no-clobber write); return False if it exists."""
         try:
@@ -461,6 +474,36 @@ class LocalRepo(Repo):
             except OSError:
                 break
             directory = os.path.dirname(directory)
+
+    def delete_durably(self, key):
+        directory = os.path.dirname(self.path_of(key))
+        self.delete(key)
+        while not os.path.isdir(directory) and directory.startswith(self.root + os.sep):
+            directory = os.path.dirname(directory)
+        fsync_dir(directory)
+
+    def list_partial(self, prefix=""):
+        base = prefix.rstrip("/")
+        start = os.path.join(self.root, *base.split("/")) if base else self.root
+        for dirpath, dummy, filenames in os.walk(start):
+            for name in filenames:
+                if not (name.startswith(".") and TMP_MARK in name):
+                    continue
+                path = os.path.join(dirpath, name)
+                try:
+                    st = os.lstat(path)
+                except OSError:
+                    continue
+                rel = os.path.relpath(os.path.join(dirpath, name[1:name.index(TMP_MARK)]), self.root).replace(os.sep, "/")
+                yield {"key": rel, "id": name, "started_epoch": st.st_mtime, "size": st.st_size}
+
+    def discard_partial(self, partial):
+        path = os.path.join(os.path.dirname(self.path_of(partial["key"])), partial["id"])
+        try:
+            os.unlink(path)
+        except OSError as exc:
+            if exc.errno != errno.ENOENT:
+                raise self.os_error(exc, "delete %s" % path)
 
     def remove_root_if_empty(self):
         """Remove the root directory when nothing (but empty directories) is left."""

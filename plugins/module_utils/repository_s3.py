@@ -1217,6 +1217,28 @@ class S3Repo(Repo):
                 return
             raise s3_error(exc, "delete", self.spec, s3key)
 
+    def list_partial(self, prefix=""):
+        full = self._full_prefix(prefix) if prefix else (self.prefix + "/" if self.prefix else "")
+        paginator = self.client.get_paginator("list_multipart_uploads")
+        try:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=full):
+                for upload in page.get("Uploads") or ():
+                    started = upload.get("Initiated")
+                    yield {"key": self._relative(upload["Key"]), "id": upload["UploadId"],
+                           "started_epoch": started.timestamp() if started else None, "size": None}
+        except Exception as exc:  # pylint: disable=broad-except
+            raise s3_error(exc, "list", self.spec)
+
+    def discard_partial(self, partial):
+        s3key = self.full_key(partial["key"])
+        try:
+            self.client.abort_multipart_upload(Bucket=self.bucket, Key=s3key, UploadId=partial["id"])
+        except Exception as exc:  # pylint: disable=broad-except
+            code, status = _error_code(exc)
+            if code == "NoSuchUpload" or status == 404:
+                return
+            raise s3_error(exc, "delete", self.spec, s3key)
+
     def delete_many(self, keys):
         keys = list(keys)
         s3keys = [self.full_key(key) for key in keys]

@@ -43,6 +43,12 @@ def require(engine):
     return module
 
 
+def log_archive(engine):
+    """The engine's log archive module (``KIND``, ``load``, ``windows``, ``prunable``), or None."""
+    module = engine_module(engine)
+    return getattr(module, "LOG_ARCHIVE", None) if module else None
+
+
 def windows(engine, repo, cluster, manifests):
     """Recoverable point-in-time windows of a cluster, from the engine's log archive."""
     module = engine_module(engine)

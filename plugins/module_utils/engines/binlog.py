@@ -38,7 +38,7 @@ from ansible_collections.dataprotection.databases.plugins.module_utils.errors im
 )
 from ansible_collections.dataprotection.databases.plugins.module_utils.engines import logarchive
 from ansible_collections.dataprotection.databases.plugins.module_utils.manifest import check_cluster
-from ansible_collections.dataprotection.databases.plugins.module_utils.timeutil import format_time
+from ansible_collections.dataprotection.databases.plugins.module_utils.timeutil import format_time, parse_time
 from ansible_collections.dataprotection.databases.plugins.module_utils.transfer import object_name, store_stream
 
 MAGIC = b"\xfebin"
@@ -165,30 +165,54 @@ def archived(repo, cluster):
     return index
 
 
+# What retention reads of every log archive: its kind, the index loader, windows and prunable.
+KIND = "binlog"
+load = archived
+
+
+def position(manifest):
+    """Where a full backup's binlog chain starts: (basename, number) of its binlog file, or None."""
+    start = (manifest.get("positions") or {}).get("binlog_file")
+    return sequence(start) if start and FILE_NAME.match(start) else None
+
+
 def chain_from(index, manifest):
     """Contiguous archived binlogs from a full backup's binlog file on, and the last event time they reach."""
-    positions = manifest.get("positions") or {}
-    start = positions.get("binlog_file")
-    if not start or not FILE_NAME.match(start):
-        return [], None
-    base, number = sequence(start)
-    return logarchive.follow(index.get(base, {}), number)
+    return logarchive.chain(index, position(manifest))
 
 
 def _mysql_manifests(manifests):
     return [m for m in manifests if m.get("engine") == "mysql" and (m.get("positions") or {}).get("binlog_file")]
 
 
-def windows(repo, cluster, manifests):
+def windows(repo, cluster, manifests, index=None):
     """Recoverable windows: from a full backup's end to the last event its binlog chain reaches."""
-    index = archived(repo, cluster)
-    return logarchive.windows(_mysql_manifests(manifests), lambda manifest: chain_from(index, manifest))
+    return logarchive.windows(_mysql_manifests(manifests), archived(repo, cluster) if index is None else index, position)
 
 
 def plan_pitr(repo, cluster, manifests, target):
     """The newest full backup that ended at or before ``target`` and whose binlog chain reaches it, and the binlogs to replay."""
-    index = archived(repo, cluster)
-    return logarchive.choose_base(_mysql_manifests(manifests), lambda manifest: chain_from(index, manifest), target, cluster, "binary logs")
+    return logarchive.choose_base(_mysql_manifests(manifests), archived(repo, cluster), position, target, cluster, "binary logs")
+
+
+def prunable(repo, cluster, index, kept):
+    """Archived binlogs no kept full backup needs: those numbered before the oldest kept backup's binlog file of
+    the same basename, and, of a basename no kept backup uses, those whose last event precedes the oldest kept
+    backup.  Without a kept backup nothing goes."""
+    bases = _mysql_manifests(kept)
+    if not bases:
+        return []
+    floors = {}
+    for manifest in bases:
+        name, number = position(manifest) or (None, None)
+        if name is not None:
+            floors[name] = min(number, floors.get(name, number))
+    found = logarchive.below(index, floors)
+    oldest = min(parse_time(m["start_time"]) for m in bases)
+    for name, files in index.items():
+        if name not in floors:
+            found.extend(files[n] for n in sorted(files) if files[n]["last"] is not None and files[n]["last"] < oldest)
+    return found
 
 
 def fetch(repository, entries, destination, owner_uid=None, owner_gid=None):

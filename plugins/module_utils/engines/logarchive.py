@@ -90,6 +90,31 @@ def follow(files, number):
     return chain, reach
 
 
+def chain(index, position):
+    """``follow`` in an index {sequence: {number: entry}} from a position (sequence, number); ([], None) without one."""
+    if position is None:
+        return [], None
+    return follow(index.get(position[0], {}), position[1])
+
+
+def reaches(files):
+    """{number: the last time reached by following ``files`` from ``number`` on without a gap}, in one pass.
+
+    What ``follow`` gives for one start, for every start at once: windows of a
+    thousand bases over a hundred thousand files stay linear.
+    """
+    found = {}
+    after = None
+    for number in sorted(files, reverse=True):
+        if number + 1 not in files:
+            after = None
+        last = files[number]["last"]
+        reach = last if after is None else (after if last is None else max(last, after))
+        found[number] = reach
+        after = reach
+    return found
+
+
 def merge_windows(spans):
     """Windows from (start, end, backup_id) spans: overlapping spans merge into one."""
     merged = []
@@ -113,27 +138,29 @@ def outside_windows(target, cluster, found, logs):
     )
 
 
-def windows(bases, chain):
+def windows(bases, index, position):
     """Recoverable windows: from each base's ``end_time`` to the last time its log chain reaches.
 
-    ``chain(manifest)`` returns (entries, reach): the archived log files that
-    follow the base without a gap, and the last time they hold.
+    ``index`` is {sequence: {number: entry}} (timelines of WAL segments, basenames of binlogs) and
+    ``position(manifest)`` the (sequence, number) a base's chain starts at, or None.
     """
+    reach = dict((sequence, reaches(files)) for sequence, files in index.items())
     spans = []
     for manifest in bases:
-        dummy, reach = chain(manifest)
+        start_at = position(manifest)
+        end = reach.get(start_at[0], {}).get(start_at[1]) if start_at else None
         start = parse_time(manifest["end_time"])
-        if reach is not None and reach > start:
-            spans.append((start, reach, manifest["backup_id"]))
+        if end is not None and end > start:
+            spans.append((start, end, manifest["backup_id"]))
     return merge_windows(spans)
 
 
-def choose_base(bases, chain, target, cluster, logs):
+def choose_base(bases, index, position, target, cluster, logs):
     """The newest base that ended at or before ``target`` and whose chain reaches it, with the log files up to the
     first one holding something after ``target``; or the refusal naming the windows."""
     candidates = sorted((m for m in bases if parse_time(m["end_time"]) <= target), key=lambda m: parse_time(m["end_time"]), reverse=True)
     for manifest in candidates:
-        entries, reach = chain(manifest)
+        entries, reach = chain(index, position(manifest))
         if reach is None or reach < target:
             continue
         needed = []
@@ -142,4 +169,21 @@ def choose_base(bases, chain, target, cluster, logs):
             if entry["last"] is not None and entry["last"] > target:
                 break
         return manifest, needed
-    raise outside_windows(target, cluster, windows(bases, chain), logs)
+    raise outside_windows(target, cluster, windows(bases, index, position), logs)
+
+
+def below(index, floors):
+    """Entries of ``index`` numbered below their sequence's floor ({sequence: number}), oldest first;
+    sequences without a floor keep everything."""
+    found = []
+    for sequence, files in index.items():
+        floor = floors.get(sequence)
+        if floor is not None:
+            found.extend(files[number] for number in sorted(files) if number < floor)
+    return found
+
+
+def without(index, entries):
+    """A copy of ``index`` without ``entries`` (to see the windows a pruning would leave)."""
+    gone = set(entry["key"] for entry in entries)
+    return dict((sequence, dict((n, e) for n, e in files.items() if e["key"] not in gone)) for sequence, files in index.items())

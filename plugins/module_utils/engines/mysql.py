@@ -39,6 +39,7 @@ from ansible_collections.dataprotection.databases.plugins.module_utils.timeutil 
 
 METHODS = ("xtrabackup", "binlog-archive")
 ENGINE = "mysql"
+LOG_ARCHIVE = binlog
 BACKUP_OBJECT = "backup.xbstream"
 BIN_DIRS = ("/usr/sbin", "/usr/local/mysql/bin", "/usr/local/mysql/sbin", "/opt/mysql/bin")
 MARIADB = "mariadb"

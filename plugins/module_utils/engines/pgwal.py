@@ -141,33 +141,60 @@ def segments(repo, cluster):
     return index
 
 
+# What retention reads of every log archive: its kind, the index loader, windows and prunable.
+KIND = "wal"
+load = segments
+
+
 def _segno(name):
     return int(name[8:16], 16) * (0x100000000 // WAL_SEG_SIZE) + int(name[16:24], 16)
 
 
+def position(manifest):
+    """Where a base's WAL chain starts: (timeline, segment number) of its stop segment, or None."""
+    stop = (manifest.get("positions") or {}).get("stop_wal")
+    return (int(stop[:8], 16), _segno(stop)) if stop else None
+
+
 def chain_from(index, manifest):
     """Contiguous archived segments after a base backup, and the last transaction time they reach."""
-    positions = manifest.get("positions") or {}
-    stop = positions.get("stop_wal")
-    if not stop:
-        return [], None
-    return logarchive.follow(index.get(int(stop[:8], 16), {}), _segno(stop))
+    return logarchive.chain(index, position(manifest))
 
 
 def _bases(manifests):
     return [m for m in manifests if m.get("engine") == "postgresql"]
 
 
-def windows(repo, cluster, manifests):
+def windows(repo, cluster, manifests, index=None):
     """Recoverable windows: from a base's consistent point to the last transaction its WAL chain reaches."""
-    index = segments(repo, cluster)
-    return logarchive.windows(_bases(manifests), lambda manifest: chain_from(index, manifest))
+    return logarchive.windows(_bases(manifests), segments(repo, cluster) if index is None else index, position)
 
 
 def plan_pitr(repo, cluster, manifests, target):
     """Pick the newest base whose consistent point is <= target and whose chain reaches it; list the WAL to fetch."""
-    index = segments(repo, cluster)
-    return logarchive.choose_base(_bases(manifests), lambda manifest: chain_from(index, manifest), target, cluster, "WAL")
+    return logarchive.choose_base(_bases(manifests), segments(repo, cluster), position, target, cluster, "WAL")
+
+
+def prunable(repo, cluster, index, kept):
+    """Archived WAL no kept base needs: segments (of any timeline) and .backup/.partial files before the oldest
+    kept base's start segment.  Timeline history files are always kept.  Without a kept base nothing goes."""
+    starts = []
+    for manifest in _bases(kept):
+        positions = manifest.get("positions") or {}
+        first = positions.get("start_wal") or positions.get("stop_wal")
+        if first:
+            starts.append(_segno(first))
+    if not starts:
+        return []
+    floor = min(starts)
+    found = logarchive.below(index, dict((timeline, floor) for timeline in index))
+    prefix = wal_prefix(cluster) + "other/"
+    for info in repo.list(prefix):
+        match = STORED_OTHER.match(info.key[len(prefix):])
+        if match and _segno(match.group("name")[:24]) < floor:
+            found.append({"name": match.group("name"), "key": info.key, "sha256": match.group("sha"), "first": None, "last": None,
+                          "stored_size": info.size})
+    return found
 
 
 def fetch_segments(repository, entries, destination, owner_uid=None, owner_gid=None):

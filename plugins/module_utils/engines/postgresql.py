@@ -23,6 +23,7 @@ from ansible_collections.dataprotection.databases.plugins.module_utils.timeutil 
 
 METHODS = ("pg-basebackup", "wal-archive")
 ENGINE = "postgresql"
+LOG_ARCHIVE = pgwal
 BIN_DIRS = ("/usr/lib/postgresql/*/bin", "/usr/pgsql-*/bin", "/usr/local/pgsql/bin", "/opt/homebrew/opt/postgresql@*/bin")
 PACKAGE_HINT = "the PostgreSQL client tools (Debian: postgresql-client-<major>; RHEL: postgresql<major>)"
 BASE_OBJECT = "base.tar"
