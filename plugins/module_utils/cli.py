@@ -6,13 +6,14 @@
 It is what PostgreSQL's archive_command and restore_command call, what
 ships MySQL/MariaDB binary logs (a systemd service or a cron line), and what
 host timers run.  It reads one configuration file per cluster (written by the
-log_backup module, mode 0600, owned by the database's user) holding the
-repository, the cluster, the engine and its settings::
+log_backup module) or per schedule (written by backup_schedule), mode 0600,
+holding the repository, the cluster, the engine and its settings::
 
     dataprotection wal-push %p --config /etc/dataprotection/orders-db.json
     dataprotection wal-fetch %f %p --config /etc/dataprotection/orders-db.json
     dataprotection binlog-ship [--follow] --config /etc/dataprotection/shop-db.json
     dataprotection backup --config /etc/dataprotection/orders-db.json
+    dataprotection scheduled-backup --config /etc/dataprotection/schedule-orders-nightly.json
     dataprotection restore --backup-id ID --data-dir DIR --config /etc/dataprotection/orders-db.json
     dataprotection info --config /etc/dataprotection/orders-db.json
 
@@ -129,6 +130,27 @@ def cmd_backup(args, config):
     return EXIT_OK
 
 
+def cmd_scheduled_backup(args, config):
+    from ansible_collections.dataprotection.databases.plugins.module_utils.schedule import run_scheduled  # pylint: disable=import-outside-toplevel
+
+    if not config.get("method"):
+        sys.stderr.write("dataprotection scheduled-backup: %s is not a schedule's configuration (no method)\n" % args.config)
+        return EXIT_CONFIG
+    backup, kept = run_scheduled(config)
+    report = {"backup": backup["backup"]}
+    if kept is not None:
+        report["retention"] = {
+            "expired": [row["backup_id"] for row in kept["expired"]],
+            "kept": [row["backup_id"] for row in kept["kept"]],
+            "logs": kept["logs"],
+            "incomplete": [row["backup_id"] for row in kept["incomplete"]],
+            "bytes_freed": kept["bytes_freed"],
+            "windows_after": kept["windows_after"],
+        }
+    sys.stdout.write(json.dumps(report, sort_keys=True) + "\n")
+    return EXIT_OK
+
+
 def cmd_restore(args, config):
     from ansible_collections.dataprotection.databases.plugins.module_utils.restore import RestoreRequest, run_restore  # pylint: disable=import-outside-toplevel
 
@@ -178,6 +200,8 @@ def parser():
     backup.add_argument("--label", action="append", help="key=value, repeatable")
     backup.add_argument("--parallel", type=int, help="MySQL/MariaDB: threads the backup tool copies files with")
     backup.set_defaults(run=cmd_backup)
+    scheduled = sub.add_parser("scheduled-backup", help="what a schedule's timer runs: a full backup, then the schedule's retention")
+    scheduled.set_defaults(run=cmd_scheduled_backup)
     restore = sub.add_parser("restore", help="restore a backup set (--backup-id) or to a time (--restore-time) into a directory")
     target = restore.add_mutually_exclusive_group(required=True)
     target.add_argument("--backup-id")

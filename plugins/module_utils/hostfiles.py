@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 
+from ansible_collections.dataprotection.databases.plugins.module_utils import tools
 from ansible_collections.dataprotection.databases.plugins.module_utils.errors import ConfigError, EngineError
 
 
@@ -175,6 +176,48 @@ def write_config(path, config, uid, gid):
         os.fsync(handle.fileno())
     os.chown(tmp, uid, gid)
     os.rename(tmp, path)
+
+
+def read_text(path):
+    """A text file's content, or None when it is missing or unreadable."""
+    try:
+        with open(path) as handle:
+            return handle.read()
+    except (IOError, OSError):
+        return None
+
+
+def write_text(path, content, mode=0o644):
+    """Write a text file atomically (a temporary name, fsync, rename)."""
+    directory = os.path.dirname(path)
+    if not os.path.isdir(directory):
+        os.makedirs(directory, 0o755)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as handle:
+        handle.write(content)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.chmod(tmp, mode)
+    os.rename(tmp, path)
+
+
+def systemd_running():
+    return os.path.isdir("/run/systemd/system")
+
+
+def systemctl(*args):
+    tools.run([tools.find_tool("systemctl", package="systemd")] + list(args), timeout=120, what="systemctl")
+
+
+def pick_scheduler(choice, what, hint):
+    """``choice`` unless it is ``auto``: then systemd when it runs, else cron when a cron daemon is installed."""
+    if choice != "auto":
+        return choice
+    if systemd_running():
+        return "systemd"
+    if os.path.isdir("/etc/cron.d") and (tools.find_tool("cron", required=False) or tools.find_tool("crond", required=False)):
+        return "cron"
+    raise ConfigError("neither systemd nor cron runs on this host, so nothing would run %s" % what, hint=hint)
 
 
 def check_repo_owner(repo, uid, server, command):

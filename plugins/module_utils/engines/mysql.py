@@ -641,17 +641,6 @@ def ship_command(agent, config_path, follow=False):
     return "%s --config %s binlog-ship%s" % (agent, config_path, " --follow" if follow else "")
 
 
-def _scheduler(choice):
-    if choice != "auto":
-        return choice
-    if os.path.isdir("/run/systemd/system"):
-        return "systemd"
-    if os.path.isdir("/etc/cron.d") and tools.find_tool("cron", required=False) or tools.find_tool("crond", required=False):
-        return "cron"
-    raise ConfigError("neither systemd nor cron runs on this host, so nothing would run the binary log shipping",
-                      hint="Set scheduler: none and keep `dataprotection binlog-ship --follow` running under your own supervisor")
-
-
 def scheduler_files(scheduler, cluster, owner, agent, config_path, options):
     """The files that run the shipping: {path: content}."""
     if scheduler == "systemd":
@@ -676,29 +665,6 @@ def scheduler_files(scheduler, cluster, owner, agent, config_path, options):
     return {}
 
 
-def _write_file(path, content):
-    directory = os.path.dirname(path)
-    if not os.path.isdir(directory):
-        os.makedirs(directory, 0o755)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as handle:
-        handle.write(content)
-    os.chmod(tmp, 0o644)
-    os.rename(tmp, path)
-
-
-def _read(path):
-    try:
-        with open(path) as handle:
-            return handle.read()
-    except (IOError, OSError):
-        return None
-
-
-def _systemctl(*args):
-    tools.run([tools.find_tool("systemctl", package="systemd")] + list(args), timeout=120, what="systemctl")
-
-
 def log_backup(repository, request, state, check_mode=False):
     """Enable, disable or sync binary log archiving of the server in ``request.connection``."""
     from ansible_collections.dataprotection.databases.plugins.module_utils.backup import check_identity  # pylint: disable=import-outside-toplevel
@@ -720,7 +686,7 @@ def log_backup(repository, request, state, check_mode=False):
         for path in existing:
             if path.endswith(".service"):
                 try:
-                    _systemctl("disable", "--now", os.path.basename(path))
+                    hostfiles.systemctl("disable", "--now", os.path.basename(path))
                 except ToolError:
                     pass
             os.unlink(path)
@@ -751,7 +717,8 @@ def log_backup(repository, request, state, check_mode=False):
     import pwd  # pylint: disable=import-outside-toplevel
 
     owner = pwd.getpwuid(owner_stat.st_uid).pw_name
-    scheduler = _scheduler(options.get("scheduler") or "auto")
+    scheduler = hostfiles.pick_scheduler(options.get("scheduler") or "auto", "the binary log shipping",
+                                         "Set scheduler: none and keep `dataprotection binlog-ship --follow` running under your own supervisor")
     config = {
         "repo": request.repo_spec,
         "cluster": request.cluster,
@@ -766,7 +733,7 @@ def log_backup(repository, request, state, check_mode=False):
     }
     files = scheduler_files(scheduler, request.cluster, owner, agent, config_path, options)
     config_changed = hostfiles.config_differs(config_path, config)
-    to_write = sorted(path for path, content in files.items() if _read(path) != content)
+    to_write = sorted(path for path, content in files.items() if hostfiles.read_text(path) != content)
     result.update({"changed": config_changed or bool(to_write), "scheduler": scheduler,
                    "ship_command": ship_command(agent, config_path, follow=scheduler in ("systemd", "none"))})
     if check_mode:
@@ -775,12 +742,12 @@ def log_backup(repository, request, state, check_mode=False):
     if config_changed:
         hostfiles.write_config(config_path, config, owner_stat.st_uid, owner_stat.st_gid)
     for path in to_write:
-        _write_file(path, files[path])
+        hostfiles.write_text(path, files[path])
     if scheduler == "systemd" and (to_write or config_changed):
-        _systemctl("daemon-reload")
-        _systemctl("enable", "--now", os.path.basename(list(files)[0]))
+        hostfiles.systemctl("daemon-reload")
+        hostfiles.systemctl("enable", "--now", os.path.basename(list(files)[0]))
         if not to_write:
-            _systemctl("restart", os.path.basename(list(files)[0]))
+            hostfiles.systemctl("restart", os.path.basename(list(files)[0]))
     return result
 
 
