@@ -167,6 +167,8 @@ def run_backup(spec, request, check_mode=False, lease_ttl=None):
             duration = max(time.monotonic() - clock, 0.001)
         summary = {
             "backup_id": backup_id,
+            "engine": request.engine,
+            "method": request.method,
             "status": "completed",
             "start_time": manifest["start_time"],
             "end_time": manifest["end_time"],

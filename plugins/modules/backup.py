@@ -161,6 +161,13 @@ backup:
       description: The backup's id.
       type: str
       sample: orders-db-pg-basebackup-20261125100000
+    engine:
+      description: The engine.
+      type: str
+    method:
+      description: The method the backup was taken with.
+      type: str
+      sample: pg-basebackup
     status:
       description: V(completed).
       type: str
