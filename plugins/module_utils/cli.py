@@ -136,8 +136,13 @@ def cmd_scheduled_backup(args, config):
     if not config.get("method"):
         sys.stderr.write("dataprotection scheduled-backup: %s is not a schedule's configuration (no method)\n" % args.config)
         return EXIT_CONFIG
-    backup, kept = run_scheduled(config)
+    backup, kept, failure = run_scheduled(config)
     report = {"backup": backup["backup"]}
+    if failure is not None:
+        report["retention_error"] = str(failure)
+        sys.stdout.write(json.dumps(report, sort_keys=True) + "\n")
+        sys.stderr.write("dataprotection scheduled-backup: backup %s completed; retention failed: %s\n" % (backup["backup"]["backup_id"], failure))
+        return EXIT_ERROR
     if kept is not None:
         report["retention"] = {
             "expired": [row["backup_id"] for row in kept["expired"]],

@@ -29,7 +29,7 @@ import time
 
 from ansible_collections.dataprotection.databases.plugins.module_utils import catalog, engines, matrix
 from ansible_collections.dataprotection.databases.plugins.module_utils.engines import logarchive
-from ansible_collections.dataprotection.databases.plugins.module_utils.errors import ConfigError, IntegrityError
+from ansible_collections.dataprotection.databases.plugins.module_utils.errors import AccessDenied, ConfigError, IntegrityError
 from ansible_collections.dataprotection.databases.plugins.module_utils.locking import Lease
 from ansible_collections.dataprotection.databases.plugins.module_utils.manifest import backup_prefix, check_cluster, manifest_key
 from ansible_collections.dataprotection.databases.plugins.module_utils.repoconfig import open_repository
@@ -230,7 +230,11 @@ def plan(repo, cluster, policy, now=None):
             stale.append(item)
         else:
             left.append(dict(item, reason="younger than incomplete_grace %s (it may be a run in progress)" % policy.grace_text))
-    partial = [p for p in repo.list_partial(cluster + "/") if p.get("started_epoch") is not None and p["started_epoch"] < grace_cutoff]
+    try:
+        partial = [p for p in repo.list_partial(cluster + "/") if p.get("started_epoch") is not None and p["started_epoch"] < grace_cutoff]
+    except AccessDenied as exc:
+        partial = []
+        notes.append("uploads never committed were not looked for: %s (grant s3:ListBucketMultipartUploads and s3:AbortMultipartUpload)" % exc)
     freed = (sum(row["stored_size"] for row in expired) + sum(row["bytes"] for row in logs) + sum(item["bytes"] for item in stale)
              + sum(p.get("size") or 0 for p in partial))
     return {

@@ -27,7 +27,7 @@ import re
 import time
 
 from ansible_collections.dataprotection.databases.plugins.module_utils import cronspec, hostfiles, matrix, tools
-from ansible_collections.dataprotection.databases.plugins.module_utils.errors import ConfigError, ToolError
+from ansible_collections.dataprotection.databases.plugins.module_utils.errors import ConfigError, DataProtectionError, ToolError
 from ansible_collections.dataprotection.databases.plugins.module_utils.manifest import check_cluster
 from ansible_collections.dataprotection.databases.plugins.module_utils.retention import Policy
 from ansible_collections.dataprotection.databases.plugins.module_utils.timeutil import format_time, utcnow
@@ -314,7 +314,11 @@ def ensure_absent(request_name, options, check_mode=False, log_request=None):
 
 
 def run_scheduled(config):
-    """What the unit runs: the backup, then the schedule's retention. Returns (backup result, retention result or None)."""
+    """What the unit runs: the backup, then the schedule's retention.
+
+    Returns (backup result, retention result or None, retention error or None): a backup that
+    succeeded is reported even when the retention after it fails.
+    """
     from ansible_collections.dataprotection.databases.plugins.module_utils.backup import BackupRequest, run_backup  # pylint: disable=import-outside-toplevel
     from ansible_collections.dataprotection.databases.plugins.module_utils.retention import run_retention  # pylint: disable=import-outside-toplevel
 
@@ -327,6 +331,9 @@ def run_scheduled(config):
     backup.pop("manifest", None)
     policy = config.get("retention")
     if not policy:
-        return backup, None
+        return backup, None, None
     fields = dict((k, policy.get(k)) for k in RETENTION_FIELDS + ("engine", "method") if k in policy)
-    return backup, run_retention(config["repo"], config["cluster"], Policy(**fields))
+    try:
+        return backup, run_retention(config["repo"], config["cluster"], Policy(**fields)), None
+    except DataProtectionError as exc:
+        return backup, None, exc

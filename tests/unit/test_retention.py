@@ -355,3 +355,31 @@ def test_a_pruning_that_would_shorten_a_kept_window_is_refused(repo_dir, repo, m
     with pytest.raises(IntegrityError, match="would shorten a window"):
         retention.run_retention(spec(repo_dir), "pg", retention.Policy(keep_last=3), now=NOW)
     assert [k for k in listing(repo) if "/locks/" not in k[0]] == before
+
+
+def test_scheduled_run_reports_the_backup_when_retention_then_fails(tmp_path, monkeypatch, capsys):
+    """The host command a timer runs: a committed backup is reported even when the retention after it fails (exit 4)."""
+    import json
+
+    from ansible_collections.dataprotection.databases.plugins.module_utils import backup, cli
+
+    def fake_backup(spec_, request, check_mode=False, lease_ttl=None):
+        assert request.method == "pg-basebackup" and request.labels == {"schedule": "n"}
+        return {"changed": True, "backup": {"backup_id": "c-pg-basebackup-20261125020000", "status": "completed"}, "manifest": {}}
+
+    def busy(*args, **kwargs):
+        raise LeaseHeld("cluster c is busy: retention by host h")
+
+    monkeypatch.setattr(backup, "run_backup", fake_backup)
+    monkeypatch.setattr(retention, "run_retention", busy)
+    config = tmp_path / "schedule-n.json"
+    config.write_text(json.dumps({"repo": {"type": "local", "path": str(tmp_path)}, "cluster": "c", "engine": "postgresql",
+                                  "method": "pg-basebackup", "labels": {"schedule": "n"}, "retention": {"keep_last": 3, "retain_latest": True}}))
+    assert cli.main(["--config", str(config), "scheduled-backup"]) == cli.EXIT_ERROR
+    out, err = capsys.readouterr()
+    report = json.loads(out)
+    assert report["backup"]["backup_id"] == "c-pg-basebackup-20261125020000" and "busy" in report["retention_error"]
+    assert "backup c-pg-basebackup-20261125020000 completed; retention failed" in err
+    # A cluster's log_backup configuration is not a schedule's.
+    config.write_text(json.dumps({"repo": {}, "cluster": "c", "engine": "postgresql"}))
+    assert cli.main(["--config", str(config), "scheduled-backup"]) == cli.EXIT_CONFIG
