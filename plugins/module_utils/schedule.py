@@ -263,7 +263,7 @@ def _validate_backup(request):
 
 def _log_schedule(request, check_mode):
     """A continuous log method: the engine's log shipping with the cron's period as its interval."""
-    from ansible_collections.dataprotection.databases.plugins.module_utils.logbackup import LogBackupRequest, run_log_backup  # pylint: disable=import-outside-toplevel
+    from ansible_collections.dataprotection.databases.plugins.module_utils import logbackup  # pylint: disable=import-outside-toplevel
 
     period = request.cron.period_seconds()
     options = dict(request.options)
@@ -271,9 +271,9 @@ def _log_schedule(request, check_mode):
                     "compression_level": request.compression_level})
     if options.get("scheduler") == "auto" or not options.get("scheduler"):
         options.pop("scheduler", None)
-    log_request = LogBackupRequest(request.repo_spec, request.engine, request.cluster, connection=request.connection,
-                                   method=request.method, options=options)
-    result = run_log_backup(log_request, "enabled" if request.enabled else "disabled", check_mode=check_mode)
+    log_request = logbackup.LogBackupRequest(request.repo_spec, request.engine, request.cluster, connection=request.connection,
+                                             method=request.method, options=options)
+    result = logbackup.run_log_backup(log_request, "enabled" if request.enabled else "disabled", check_mode=check_mode)
     result.update({"cron": request.cron.expr, "period_seconds": period, "shipping_interval_seconds": period,
                    "enabled": request.enabled, "kind": "log"})
     return result

@@ -25,10 +25,10 @@ description:
     when both day fields are restricted, since cron then runs on either), verified with C(systemd-analyze calendar) when that
     is installed. A cron.d entry carries C(CRON_TZ=UTC); on a host whose local time is not UTC only a cron daemon that honours
     it (cronie) is accepted.
-  - For a continuous log method (V(wal-archive), V(binlog-archive)) the schedule is the engine's log shipping, which runs all
-    the time, and the cron's period becomes its shipping interval (as KubeBlocks turns C(*/5 * * * *) into 300 s):
-    PostgreSQL's C(archive_timeout), the rotation interval of MySQL/MariaDB binary logs. It is set up as
-    M(dataprotection.databases.log_backup) does, which it calls; retention options are refused for it.
+  - "For a continuous log method (V(wal-archive), V(binlog-archive)) the schedule is the engine's log shipping, which runs all
+    the time, and the cron's period becomes its shipping interval, as KubeBlocks turns C(*/5 * * * *) into 300 s. That is
+    PostgreSQL's C(archive_timeout) and the rotation interval of MySQL/MariaDB binary logs. It is set up as
+    M(dataprotection.databases.log_backup) does, which it calls; retention options are refused for it."
   - Before writing anything, O(validate=true) connects to the database, checks the backup tool and the repository as a backup
     would, so that a schedule that cannot succeed (wrong credentials, a missing tool) is refused now rather than failing at night.
   - A method the support matrix does not offer for the engine, an invalid cron or retention period, and a retention policy that

@@ -34,7 +34,7 @@ import time
 
 from ansible_collections.dataprotection.databases.plugins.module_utils import hostfiles, tools
 from ansible_collections.dataprotection.databases.plugins.module_utils.engines import binlog, logarchive
-from ansible_collections.dataprotection.databases.plugins.module_utils.errors import ConfigError, EngineError, ToolError
+from ansible_collections.dataprotection.databases.plugins.module_utils.errors import EngineError, ToolError
 from ansible_collections.dataprotection.databases.plugins.module_utils.timeutil import UTC, format_time, utcnow
 
 METHODS = ("xtrabackup", "binlog-archive")
