@@ -383,3 +383,36 @@ def test_scheduled_run_reports_the_backup_when_retention_then_fails(tmp_path, mo
     # A cluster's log_backup configuration is not a schedule's.
     config.write_text(json.dumps({"repo": {}, "cluster": "c", "engine": "postgresql"}))
     assert cli.main(["--config", str(config), "scheduled-backup"]) == cli.EXIT_CONFIG
+
+
+def test_retention_on_s3_aborts_stale_multipart_uploads_and_deletes_through_the_s3_api(s3_server):
+    """Against the S3 protocol server: the same policy, batched deletes, and a killed writer's pending upload aborted."""
+    from ansible_collections.dataprotection.databases.plugins.module_utils.repository_s3 import S3Repo
+
+    bucket = s3_server.make_bucket()
+    s3_spec = s3_server.repo_spec(bucket, prefix="team")
+    repo = S3Repo(s3_spec)
+    try:
+        write_config(repo, new_config()[0])
+        Generator(repo, "pg").postgresql(START, 6, segment_minutes=240)
+        client = s3_server.client()
+        pending = client.create_multipart_upload(Bucket=bucket, Key="team/pg/backups/pg-pg-basebackup-20260604000010/base.tar.zst")
+        other = client.create_multipart_upload(Bucket=bucket, Key="team/elsewhere/backups/x/base.tar.zst")
+        later = utcnow() + datetime.timedelta(days=2)  # the uploads are older than the grace period then
+        planned = retention.run_retention(s3_spec, "pg", retention.Policy(keep_last=2), check_mode=True, now=later)
+        assert [p["id"] for p in planned["partial_uploads"]] == [pending["UploadId"]]
+        assert len(client.list_multipart_uploads(Bucket=bucket)["Uploads"]) == 2
+        done = retention.run_retention(s3_spec, "pg", retention.Policy(keep_last=2), now=later)
+        assert len(done["expired"]) == 4 and done["logs"][0]["count"] > 0
+        uploads = client.list_multipart_uploads(Bucket=bucket).get("Uploads") or []
+        assert [u["UploadId"] for u in uploads] == [other["UploadId"]]
+        assert len(assert_consistent(repo)) == 2
+        # A user who may not list pending uploads still gets the retention, and a note saying what was skipped.
+        policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Resource": "*", "Action": [
+            "s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:ListBucket", "s3:HeadBucket", "s3:GetBucketLocation"]}]}
+        access, secret = s3_server.make_user("retention", policy)
+        limited = dict(s3_spec, access_key=access, secret_key=secret)
+        again = retention.run_retention(limited, "pg", retention.Policy(keep_last=1), now=later)
+        assert len(again["expired"]) == 1 and "s3:ListBucketMultipartUploads" in again["notes"][0]
+    finally:
+        repo.close()
