@@ -35,6 +35,7 @@ from ansible_collections.dataprotection.databases.plugins.module_utils.timeutil 
 SCHEDULERS = ("auto", "systemd", "cron")
 STATES = ("present", "absent")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+SYSTEMD_UNIT_DIRS = ("/etc/systemd/system", "/run/systemd/system", "/usr/local/lib/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system")
 RETENTION_FIELDS = ("retention_period", "keep_last", "min_window", "retain_latest", "incomplete_grace", "allow_empty")
 
 
@@ -242,6 +243,10 @@ def _systemd_apply(request, result, reload_needed):
     timer = unit_base(request.name) + ".timer"
     if not hostfiles.systemd_running():
         result["notes"].append("systemd is not running on this host: the units were written but not enabled")
+        return
+    unit_dir = os.path.realpath(request.options.get("scheduler_dir") or "/etc/systemd/system")
+    if unit_dir not in [os.path.realpath(p) for p in SYSTEMD_UNIT_DIRS]:
+        result["notes"].append("%s is not a directory systemd loads units from: the units were written but not enabled" % unit_dir)
         return
     if reload_needed:
         hostfiles.systemctl("daemon-reload")
