@@ -328,7 +328,9 @@ def service_redis(server_tmp_path):
         started.append((proc, port))
         deadline = time.monotonic() + 30
         while run_command(["redis-cli", "-p", str(port), "PING"], check=False).stdout.strip() != "PONG":
-            assert proc.poll() is None and time.monotonic() < deadline, open(str(run_dir / "redis.log")).read()
+            log = run_dir / "redis.log"
+            assert proc.poll() is None and time.monotonic() < deadline, (
+                "redis-server exit status %s; log: %s" % (proc.poll(), log.read_text() if log.exists() else "(none written)"))
             time.sleep(0.1)
         return port, data
 
