@@ -295,3 +295,30 @@ def test_refusals_change_nothing(tmp_path, mariadb_factory, server_tmp_path, age
     assert os.listdir(os.path.join(repo["path"], "db", "backups")) == [backup_id]
     assert sorted(os.listdir(repo["path"])) == sorted(["db", "dataprotection.json"]) or "st" not in os.listdir(repo["path"])
     assert not os.listdir(agent["config_dir"])
+
+
+def test_a_binlog_schedule_is_the_shipping_with_the_cron_period(tmp_path, mariadb_factory, server_tmp_path, agent):
+    """backup_schedule with binlog-archive: the cron's period becomes the rotation interval of the shipping it sets up."""
+    db = mariadb_factory()
+    repo = {"type": "local", "path": str(server_tmp_path / "repo")}
+    run_tasks([task("backup_repo", "repo", repo=repo, owner="mysql")])
+    cron_dir = tmp_path / "cron.d"
+    sched = dict(repo=repo, name="shop-binlogs", cluster="shop", engine="mysql", method="binlog-archive", connection=db.connection,
+                 cron="*/10 * * * *", scheduler="cron", scheduler_dir=str(cron_dir), **agent)
+    run = run_tasks([task("backup_schedule", "made", **sched), task("backup_schedule", "again", **sched)])
+    made = run["made"]
+    assert made["changed"] and made["shipping_interval_seconds"] == 600 and made["scheduler"] == "cron", run
+    assert run["again"]["changed"] is False, run["again"]
+    assert json.load(open(made["config_path"]))["rotate_interval"] == 600
+    line = [text for text in open(str(cron_dir / "dataprotection-binlog-shop")).read().splitlines() if not text.startswith("#")][0]
+    fields = line.split(None, 6)
+    assert fields[:6] == ["*", "*", "*", "*", "*", "mysql"] and "binlog-ship" in fields[6], line
+    db.sql("CREATE DATABASE s; CREATE TABLE s.t(id int); INSERT INTO s.t VALUES (1); FLUSH BINARY LOGS")
+    command = fields[6].replace(">/dev/null 2>&1", "").split()
+    shipped = subprocess.run(["runuser", "-u", "mysql", "--"] + command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             universal_newlines=True, timeout=120, check=False)
+    assert shipped.returncode == 0, shipped.stderr
+    assert os.listdir(os.path.join(repo["path"], "shop", "logs", "binlog"))
+    run = run_tasks([task("backup_schedule", "gone", **dict(sched, state="absent"))])
+    assert run["gone"]["changed"] and not os.path.exists(str(cron_dir / "dataprotection-binlog-shop")), run
+    assert not os.path.exists(made["config_path"])

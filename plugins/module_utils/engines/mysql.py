@@ -743,7 +743,9 @@ def log_backup(repository, request, state, check_mode=False):
         hostfiles.write_config(config_path, config, owner_stat.st_uid, owner_stat.st_gid)
     for path in to_write:
         hostfiles.write_text(path, files[path])
-    if scheduler == "systemd" and (to_write or config_changed):
+    if scheduler == "systemd" and (to_write or config_changed) and not hostfiles.systemd_running():
+        result["notes"] = ["systemd is not running on this host: the service was written but not started"]
+    elif scheduler == "systemd" and (to_write or config_changed):
         hostfiles.systemctl("daemon-reload")
         hostfiles.systemctl("enable", "--now", os.path.basename(list(files)[0]))
         if not to_write:
