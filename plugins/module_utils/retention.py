@@ -12,7 +12,9 @@ with and once without the log files that would go; they must be equal, or
 nothing is deleted.
 
 Deletion order: a backup's manifest first (durably: the backup is then no
-longer a backup but garbage of an interrupted run), then its objects, then log
+longer a backup but garbage of an interrupted run; its volume snapshots are
+listed under ``<cluster>/pending-deletions/`` before, and deleted through
+their provider right after), then its objects, then log
 files oldest first, then interrupted runs and never-committed uploads older
 than a grace period.  A run stopped anywhere leaves a repository whose every
 manifest still names only objects that exist.  The cluster's writer lease is
@@ -24,10 +26,11 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import datetime
+import json
 import re
 import time
 
-from ansible_collections.dataprotection.databases.plugins.module_utils import catalog, engines, matrix
+from ansible_collections.dataprotection.databases.plugins.module_utils import catalog, engines, matrix, snapshots
 from ansible_collections.dataprotection.databases.plugins.module_utils.engines import logarchive
 from ansible_collections.dataprotection.databases.plugins.module_utils.errors import AccessDenied, ConfigError, IntegrityError
 from ansible_collections.dataprotection.databases.plugins.module_utils.locking import Lease
@@ -191,12 +194,12 @@ def plan(repo, cluster, policy, now=None):
                "end_time": manifest["end_time"], "stored_size": manifest.get("stored_size") or 0}
         if reasons[backup_id]:
             kept.append(dict(row, reasons=reasons[backup_id]))
-        elif manifest.get("snapshots"):
-            providers = sorted(set(str(s.get("provider")) for s in manifest["snapshots"]))
+        elif not all(snapshots.can_delete(record) for record in manifest.get("snapshots") or ()):
+            providers = sorted(set(str(s.get("provider")) for s in manifest["snapshots"] if not snapshots.can_delete(s)))
             blocked.append(dict(row, reason="its volume snapshots (%s) cannot be deleted by this version of the collection" % ", ".join(providers)))
             kept.append(dict(row, reasons=["holds volume snapshots no provider here can delete; delete them, then remove the backup"]))
         else:
-            expired.append(dict(row, reason=_expiry_reason(manifest, policy)))
+            expired.append(dict(row, reason=_expiry_reason(manifest, policy), snapshots=list(manifest.get("snapshots") or [])))
     if scope and len(expired) == len(scope) and not policy.allow_empty:
         raise ConfigError(
             "this policy would delete every backup of cluster %s (%d of %d in scope) and leave nothing to restore from"
@@ -278,11 +281,38 @@ class _Renewer(object):
             self.last = time.monotonic()
 
 
+def pending_key(cluster, backup_id):
+    """Where the snapshots of a backup being deleted are listed until their provider has deleted them."""
+    return "%s/pending-deletions/%s.json" % (cluster, backup_id)
+
+
+def delete_pending_snapshots(repo, cluster):
+    """Delete the snapshots that earlier runs un-committed but could not delete; return the records deleted."""
+    done = []
+    prefix = "%s/pending-deletions/" % cluster
+    for info in list(repo.list(prefix)):
+        records = json.loads(repo.get_bytes(info.key).decode("utf-8"))
+        for record in records:
+            snapshots.delete_record(record)
+            done.append(record)
+        repo.delete(info.key)
+    return done
+
+
 def execute(repo, cluster, found, lease=None):
     """Delete what ``plan`` found, in the order the module docstring gives."""
     renewer = _Renewer(lease)
+    found["snapshots_deleted"] = delete_pending_snapshots(repo, cluster)
     for row in found["expired"]:
+        if row["snapshots"]:
+            # Listed first, so a snapshot whose deletion fails after the un-commit is retried by the next run.
+            repo.put_bytes(pending_key(cluster, row["backup_id"]), json.dumps(row["snapshots"], sort_keys=True).encode("utf-8"))
         repo.delete_durably(manifest_key(cluster, row["backup_id"]))
+        for record in row["snapshots"]:
+            snapshots.delete_record(record)
+            found["snapshots_deleted"].append(record)
+        if row["snapshots"]:
+            repo.delete(pending_key(cluster, row["backup_id"]))
         repo.delete_many([info.key for info in repo.list(backup_prefix(cluster, row["backup_id"]))])
         renewer.tick()
     for engine in sorted(found["_pruned"]):
@@ -312,5 +342,6 @@ def run_retention(spec, cluster, policy, check_mode=False, now=None):
                 found = plan(repo, cluster, policy, now)
                 execute(repo, cluster, found, lease)
     found.pop("_pruned", None)
-    found["changed"] = bool(found["expired"] or found["logs"] or found["incomplete"] or found["partial_uploads"])
+    found.setdefault("snapshots_deleted", [])
+    found["changed"] = bool(found["expired"] or found["logs"] or found["incomplete"] or found["partial_uploads"] or found["snapshots_deleted"])
     return found

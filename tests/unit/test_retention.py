@@ -331,8 +331,7 @@ def test_an_interrupted_run_leaves_a_consistent_repository_and_a_rerun_finishes(
         retention.run_retention(spec(repo_dir), "pg", retention.Policy(keep_last=4), now=NOW)
     monkeypatch.setattr(LocalRepo, "delete_many", real)
     assert_consistent(repo)
-    # The lease of the dead run is still there: the rerun breaks it once it expires.
-    Lease(repo, "pg", "x").repo.delete("pg/locks/writer.lease")
+    assert not repo.exists("pg/locks/writer.lease")  # a failing run releases its lease
     # The remnants were written just now (real clock): a rerun an hour later removes them.
     done = retention.run_retention(spec(repo_dir), "pg", retention.Policy(keep_last=4, incomplete_grace="1m"), now=utcnow() + datetime.timedelta(hours=1))
     assert len(assert_consistent(repo)) == 4
@@ -416,3 +415,49 @@ def test_retention_on_s3_aborts_stale_multipart_uploads_and_deletes_through_the_
         assert len(again["expired"]) == 1 and "s3:ListBucketMultipartUploads" in again["notes"][0]
     finally:
         repo.close()
+
+
+class _Provider(object):
+    """A stand-in snapshot provider recording deletions (the real providers are tested against their own systems);
+    it tests retention's side of the contract: the order, and a deletion that fails."""
+
+    def __init__(self):
+        self.existing = set()
+        self.fail = False
+
+    def delete(self, record):
+        if self.fail:
+            from ansible_collections.dataprotection.databases.plugins.module_utils.errors import EngineError
+            raise EngineError("provider unreachable")
+        if record["id"] in self.existing:
+            self.existing.discard(record["id"])
+            return True
+        return False
+
+
+def test_snapshot_backups_go_through_their_provider_and_a_failed_deletion_is_retried(repo_dir, repo, monkeypatch):
+    from ansible_collections.dataprotection.databases.plugins.module_utils import snapshots
+
+    fake = _Provider()
+    monkeypatch.setitem(snapshots.REGISTRY, "stand-in", fake)
+    gen = Generator(repo, "vol")
+    olds = []
+    for day in range(3):
+        record = {"provider": "stand-in", "id": "snap-%d" % day, "source": "vol-1"}
+        fake.existing.add(record["id"])
+        olds.append(gen.backup("redis", "volume-snapshot", "2026-08-%02dT00:00:00Z" % (10 + day), {}, snapshots=[record]))
+    gen.backup("redis", "datafile", "2026-08-20T00:00:00Z", {})
+    dummy, done = apply(repo_dir, repo, cluster="vol", keep_last=2)
+    assert ids(done["expired"]) == [olds[0]["backup_id"], olds[1]["backup_id"]] and not done["blocked"]
+    assert [r["id"] for r in done["snapshots_deleted"]] == ["snap-0", "snap-1"] and fake.existing == {"snap-2"}
+    # The provider fails after the un-commit: the backup is gone, its snapshot listed for the next run.
+    gen.backup("redis", "datafile", "2026-08-21T00:00:00Z", {})
+    fake.fail = True
+    with pytest.raises(Exception, match="provider unreachable"):
+        retention.run_retention(spec(repo_dir), "vol", retention.Policy(keep_last=2), now=NOW)
+    assert olds[2]["backup_id"] not in ids(assert_consistent(repo, "vol"))
+    assert repo.exists(retention.pending_key("vol", olds[2]["backup_id"])) and fake.existing == {"snap-2"}
+    fake.fail = False
+    done = retention.run_retention(spec(repo_dir), "vol", retention.Policy(keep_last=2), now=NOW)
+    assert [r["id"] for r in done["snapshots_deleted"]] == ["snap-2"] and not fake.existing and done["changed"]
+    assert not list(repo.list("vol/pending-deletions/"))

@@ -1,0 +1,57 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to the dataprotection.databases collection
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Volume snapshot providers: one module per provider, named after it (``btrfs``, ``aws_ebs``, ...).
+
+Every provider module offers the same functions:
+
+``plan(spec, data_dir=None)``
+    Check, without changing anything, that the provider can snapshot what
+    ``spec`` (the ``snapshot`` option, a dict) names, and for a local
+    provider that ``data_dir`` lies on it.  Returns a plan dict (the volumes,
+    where snapshots go); raises ConfigError/EngineError naming what to change.
+``create(plan, backup_id, labels=None, timeout=None)``
+    Take the snapshots; return one record per snapshot, each a dict with at
+    least ``provider``, ``id`` (what deletes it), ``source`` (what was
+    snapshotted) and ``created``.  On any failure, snapshots already made by
+    this call are deleted before the error is raised: nothing half-made
+    stays behind.
+``exists(record)`` / ``delete(record)``
+    Whether the snapshot of a record still exists / delete it (True when it
+    was deleted, False when it was already gone; any other problem raises).
+``restore(record, target, check_mode=False, **options)``
+    Make a new volume (or directory) from a snapshot; returns what was made.
+
+Records are what a backup's manifest keeps under ``snapshots``; retention
+deletes them through ``delete_record``.  Providers are imported here
+statically, by name, for the same reason as the engines.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from ansible_collections.dataprotection.databases.plugins.module_utils.errors import UnsupportedError
+
+# provider name -> implementation module; a provider appears here once implemented.
+REGISTRY = {}
+
+
+def provider(name):
+    """The provider module, or UnsupportedError naming the implemented ones."""
+    module = REGISTRY.get(name)
+    if module is None:
+        raise UnsupportedError(
+            "snapshot provider %s is not implemented in this version of the collection" % name,
+            hint="Implemented providers: %s" % (", ".join(sorted(REGISTRY)) or "none"),
+        )
+    return module
+
+
+def can_delete(record):
+    return record.get("provider") in REGISTRY
+
+
+def delete_record(record):
+    """Delete one snapshot through its provider; True when deleted, False when it was already gone."""
+    return provider(record.get("provider")).delete(record)
