@@ -26,7 +26,9 @@ description:
     complete, and a rerun finishes the work. The cluster's writer lease is held throughout, so a running backup is never touched
     (the task fails with the holder's name instead).
   - A policy that would delete every backup in scope is refused unless O(allow_empty=true).
-  - Backups that hold volume snapshots are kept and listed in RV(blocked) until a snapshot provider can delete their snapshots.
+  - The volume snapshots of a deleted backup are deleted through their provider right after its manifest; they are listed in the
+    repository first, so a deletion that fails is retried by the next run. Backups whose snapshots no provider of this version
+    can delete are kept and listed in RV(blocked).
 author:
   - dataprotection.databases maintainers (@dataprotection-databases)
 extends_documentation_fragment:
@@ -159,6 +161,11 @@ incomplete:
   returned: always
 incomplete_left:
   description: Directories without a manifest that stay, with the reason (younger than the grace period, unreadable manifest).
+  type: list
+  elements: dict
+  returned: always
+snapshots_deleted:
+  description: Volume snapshots deleted through their provider (in check mode, empty; the snapshots of RV(expired) would go).
   type: list
   elements: dict
   returned: always
