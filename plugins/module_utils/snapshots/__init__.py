@@ -32,9 +32,12 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.dataprotection.databases.plugins.module_utils.errors import UnsupportedError
+from ansible_collections.dataprotection.databases.plugins.module_utils.snapshots import btrfs
 
 # provider name -> implementation module; a provider appears here once implemented.
-REGISTRY = {}
+REGISTRY = {
+    "btrfs": btrfs,
+}
 
 
 def provider(name):
