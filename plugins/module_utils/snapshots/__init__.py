@@ -32,10 +32,11 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.dataprotection.databases.plugins.module_utils.errors import UnsupportedError
-from ansible_collections.dataprotection.databases.plugins.module_utils.snapshots import btrfs
+from ansible_collections.dataprotection.databases.plugins.module_utils.snapshots import aws_ebs, btrfs
 
 # provider name -> implementation module; a provider appears here once implemented.
 REGISTRY = {
+    "aws_ebs": aws_ebs,
     "btrfs": btrfs,
 }
 

@@ -839,8 +839,8 @@ def plan(spec, data_dir=None):
         _dry_run(conn, "DeleteSnapshot", None, SnapshotId="snap-00000000000000000")
     except AccessDenied as exc:
         warnings.append(
-            "%s may not delete snapshots (ec2:DeleteSnapshot): a failed run cannot remove the snapshots it made, and retention "
-            "cannot delete expired ones with these credentials (%s)" % (conn.credential_source, exc.message)
+            "these credentials may not delete snapshots (ec2:DeleteSnapshot): a failed run cannot remove the snapshots it made, "
+            "and retention cannot delete expired ones with them (%s)" % exc.message
         )
     except DataProtectionError:
         pass  # a dry run on a snapshot that does not exist may answer with not-found: nothing learned
@@ -907,12 +907,14 @@ def create(plan, backup_id, labels=None, timeout=None):
     if not backup_id:
         raise ConfigError("a snapshot needs the backup id it belongs to")
     timeout = _seconds(timeout, "timeout", plan.get("wait_timeout") or DEFAULT_WAIT_TIMEOUT)
+    prepared = []  # (volume dict, tags, description), all checked before the first snapshot is started
+    for volume in plan["volumes"]:
+        description = "dataprotection.databases backup %s: %s%s" % (
+            backup_id, volume["id"], " (%s)" % volume["device"] if volume.get("device") else "")
+        prepared.append((volume, _snapshot_tags(plan.get("tags") or {}, labels, backup_id, volume.get("device")), description))
     started = []  # (snapshot id, volume dict, response)
     try:
-        for volume in plan["volumes"]:
-            tags = _snapshot_tags(plan.get("tags") or {}, labels, backup_id, volume.get("device"))
-            description = "dataprotection.databases backup %s: %s%s" % (
-                backup_id, volume["id"], " (%s)" % volume["device"] if volume.get("device") else "")
+        for volume, tags, description in prepared:
             response = _call(
                 conn, "CreateSnapshot", volume["id"], VolumeId=volume["id"], Description=description[:MAX_DESCRIPTION],
                 TagSpecifications=[{"ResourceType": "snapshot", "Tags": _tag_list(tags)}],
@@ -1094,19 +1096,21 @@ def _check_attachment(conn, wanted):
         )
 
 
-def _remove_volume(conn, volume_id, attach_started):
-    """Delete a volume a failed restore made (detaching it first); return {id: problem} if it stays."""
+def _remove_volume(conn, volume_id, wanted):
+    """Delete a volume a failed restore made (detaching it first when ``wanted`` attached it); return {id: problem} if it stays."""
+
+    def detached():
+        item = _volume_states(conn, [volume_id]).get(volume_id)
+        return item is None or item.get("State") == "available"
+
     try:
-        if attach_started:
+        if wanted:
             try:
-                _call(conn, "DetachVolume", volume_id, VolumeId=volume_id, Force=True)
-            except DataProtectionError:
-                pass  # not attached (any more): the state check below decides
-
-            def detached():
-                item = _volume_states(conn, [volume_id]).get(volume_id)
-                return item is None or item.get("State") == "available"
-
+                _call(conn, "DetachVolume", volume_id, VolumeId=volume_id, InstanceId=wanted["instance_id"],
+                      Device=wanted["device_name"], Force=True)
+            except DataProtectionError as exc:
+                if not detached():  # still attached, or attaching: it cannot be deleted
+                    return {volume_id: exc.message}
             _wait(detached, CLEANUP_TIMEOUT, lambda: "detaching volume %s" % volume_id)
         _call(conn, "DeleteVolume", volume_id, VolumeId=volume_id)
     except ConfigError as exc:
@@ -1179,7 +1183,7 @@ def restore(record, target, check_mode=False, **options):
             _wait(lambda: _volume_reached(conn, volume_id, "in-use", wanted["instance_id"]), wanted["wait_timeout"],
                   lambda: "attaching volume %s to %s" % (volume_id, wanted["instance_id"]))
     except BaseException as exc:
-        left = _remove_volume(conn, volume_id, attach_started) if volume_id else {}
+        left = _remove_volume(conn, volume_id, wanted if attach_started else None) if volume_id else {}
         if isinstance(exc, Exception):
             raise _with_leftovers(ec2_error(exc, "CreateVolume", conn, snapshot_id), left, "volume")
         raise
