@@ -505,6 +505,28 @@ class LocalRepo(Repo):
             if exc.errno != errno.ENOENT:
                 raise self.os_error(exc, "delete %s" % path)
 
+    def delete_many(self, keys):
+        # One rmdir attempt per directory, after its files are gone, rather than one per file.
+        directories = set()
+        count = 0
+        for key in keys:
+            path = self.path_of(key)
+            try:
+                os.unlink(path)
+            except OSError as exc:
+                if exc.errno != errno.ENOENT:
+                    raise self.os_error(exc, "delete %s" % path)
+            directories.add(os.path.dirname(path))
+            count += 1
+        for directory in sorted(directories, key=len, reverse=True):
+            while directory != self.root and directory.startswith(self.root + os.sep):
+                try:
+                    os.rmdir(directory)
+                except OSError:
+                    break
+                directory = os.path.dirname(directory)
+        return count
+
     def remove_root_if_empty(self):
         """Remove the root directory when nothing (but empty directories) is left."""
         for dirpath, dummy, filenames in os.walk(self.root, topdown=False):

@@ -140,12 +140,15 @@ def _windows(repo, cluster, archives, manifests, pruned=None):
 def min_window_bases(repo, cluster, archives, manifests, cutoff, now):
     """The fewest bases whose log chains keep every time in [cutoff, now] that is recoverable today recoverable."""
     protected = set()
+    reaches = dict((engine, dict((sequence, logarchive.reaches(files)) for sequence, files in index.items()))
+                   for engine, (dummy, index) in archives.items())
     for engine, (module, index) in sorted(archives.items()):
         spans = []
         for manifest in manifests:
             if manifest.get("engine") != engine:
                 continue
-            reach = logarchive.chain(index, module.position(manifest))[1]
+            start_at = module.position(manifest)
+            reach = reaches[engine].get(start_at[0], {}).get(start_at[1]) if start_at else None
             start = parse_time(manifest["end_time"])
             if reach is not None and reach > start:
                 spans.append((start, reach, manifest["backup_id"]))

@@ -32,28 +32,40 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.dataprotection.databases.plugins.module_utils.errors import UnsupportedError
-from ansible_collections.dataprotection.databases.plugins.module_utils.snapshots import aws_ebs, btrfs
 
-# provider name -> implementation module; a provider appears here once implemented.
-REGISTRY = {
-    "aws_ebs": aws_ebs,
-    "btrfs": btrfs,
-}
+# The implemented providers.  Each is imported when first used (aws_ebs brings boto3, half a second of
+# import that a retention run on a directory repository should not pay); the imports are written out
+# below so that Ansible, which ships the module_utils a module's imports name, still finds them.
+NAMES = ("aws_ebs", "btrfs")
+# provider name -> module, filled as providers are first used.
+REGISTRY = {}
+
+
+def _load(name):
+    # pylint: disable=import-outside-toplevel
+    if name == "aws_ebs":
+        from ansible_collections.dataprotection.databases.plugins.module_utils.snapshots import aws_ebs as module
+    elif name == "btrfs":
+        from ansible_collections.dataprotection.databases.plugins.module_utils.snapshots import btrfs as module
+    else:
+        return None
+    REGISTRY[name] = module
+    return module
 
 
 def provider(name):
     """The provider module, or UnsupportedError naming the implemented ones."""
-    module = REGISTRY.get(name)
+    module = REGISTRY.get(name) or _load(name)
     if module is None:
         raise UnsupportedError(
             "snapshot provider %s is not implemented in this version of the collection" % name,
-            hint="Implemented providers: %s" % (", ".join(sorted(REGISTRY)) or "none"),
+            hint="Implemented providers: %s" % ", ".join(sorted(set(NAMES) | set(REGISTRY))),
         )
     return module
 
 
 def can_delete(record):
-    return record.get("provider") in REGISTRY
+    return record.get("provider") in REGISTRY or record.get("provider") in NAMES
 
 
 def delete_record(record):
