@@ -84,46 +84,41 @@ class Generator(object):
         self._put(key, b"log " + key.encode("utf-8"), plain=self.plain_logs)
         self.log_keys.append(key)
 
+    def _history(self, start, days, every_minutes, backup_every_hours, gaps):
+        """(number, begin, takes a backup, archived) for each log file of a history."""
+        start = parse_time(start)
+        step = datetime.timedelta(minutes=every_minutes)
+        gaps = [(parse_time(a), parse_time(b)) for a, b in gaps]
+        every = int(backup_every_hours * 60 // every_minutes)
+        for i in range(int(days * 24 * 60 // every_minutes)):
+            begin = start + step * i
+            yield i, begin, i % every == 0, not any(a <= begin < b for a, b in gaps)
+
+    def _log_name(self, directory, name, begin, minutes):
+        first = logarchive.to_micros(begin + datetime.timedelta(seconds=1))
+        last = logarchive.to_micros(begin + datetime.timedelta(minutes=minutes) - datetime.timedelta(seconds=1))
+        sha = hashlib.sha256(name.encode("ascii")).hexdigest()
+        self._log("%s/logs/%s/%s-%s-%s-%s.zst" % (self.cluster, directory, name, sha, first, last))
+
     def postgresql(self, start, days, backup_every_hours=24, segment_minutes=10, gaps=(), timeline=1, first_segno=1):
         """Segments every ``segment_minutes`` from ``start`` for ``days`` (none inside ``gaps``, a list of (from, to)),
         and a base every ``backup_every_hours``, its start and stop segment the one being written at its time."""
-        start = parse_time(start)
-        step = datetime.timedelta(minutes=segment_minutes)
-        count = int(days * 24 * 60 // segment_minutes)
-        gaps = [(parse_time(a), parse_time(b)) for a, b in gaps]
-        every = int(backup_every_hours * 60 // segment_minutes)
-        for i in range(count):
-            begin = start + step * i
-            segno = first_segno + i
-            name = wal_name(timeline, segno)
-            if i % every == 0:
+        for i, begin, base, archived in self._history(start, days, segment_minutes, backup_every_hours, gaps):
+            name = wal_name(timeline, first_segno + i)
+            if base:
                 self.backup("postgresql", "pg-basebackup", begin + datetime.timedelta(seconds=40),
                             {"start_wal": name, "stop_wal": name, "timeline": timeline})
-            if any(a <= begin < b for a, b in gaps):
-                continue
-            first = logarchive.to_micros(begin + datetime.timedelta(seconds=1))
-            last = logarchive.to_micros(begin + step - datetime.timedelta(seconds=1))
-            sha = hashlib.sha256(name.encode("ascii")).hexdigest()
-            self._log("%s/logs/wal/%s/%s-%s-%s-%s.zst" % (self.cluster, name[:16], name, sha, first, last))
+            if archived:
+                self._log_name("wal/" + name[:16], name, begin, segment_minutes)
         self._log("%s/logs/wal/history/%08X.history-%s.zst" % (self.cluster, timeline + 1, "0" * 64))
         return self
 
     def mysql(self, start, days, backup_every_hours=24, binlog_minutes=60, gaps=(), basename="mysql-bin", first_number=1):
         """Binary logs every ``binlog_minutes`` and a full backup every ``backup_every_hours``."""
-        start = parse_time(start)
-        step = datetime.timedelta(minutes=binlog_minutes)
-        count = int(days * 24 * 60 // binlog_minutes)
-        gaps = [(parse_time(a), parse_time(b)) for a, b in gaps]
-        every = int(backup_every_hours * 60 // binlog_minutes)
-        for i in range(count):
-            begin = start + step * i
+        for i, begin, base, archived in self._history(start, days, binlog_minutes, backup_every_hours, gaps):
             name = "%s.%06d" % (basename, first_number + i)
-            if i % every == 0:
+            if base:
                 self.backup("mysql", "xtrabackup", begin + datetime.timedelta(seconds=40), {"binlog_file": name, "binlog_position": 4})
-            if any(a <= begin < b for a, b in gaps):
-                continue
-            first = logarchive.to_micros(begin + datetime.timedelta(seconds=1))
-            last = logarchive.to_micros(begin + step - datetime.timedelta(seconds=1))
-            sha = hashlib.sha256(name.encode("ascii")).hexdigest()
-            self._log("%s/logs/binlog/%s-%s-%s-%s.zst" % (self.cluster, name, sha, first, last))
+            if archived:
+                self._log_name("binlog", name, begin, binlog_minutes)
         return self
