@@ -133,7 +133,8 @@ _NOT_IMPLEMENTED_CODES = ("NotImplemented", "501")
 # Spec
 
 
-def _as_bool(value, name):
+def as_bool(value, label):
+    """An option's boolean from a bool or its usual spellings; ``label`` names the option in the error."""
     if isinstance(value, bool):
         return value
     text = str(value).strip().lower()
@@ -141,18 +142,21 @@ def _as_bool(value, name):
         return True
     if text in ("0", "false", "no", "off", "n"):
         return False
-    raise ConfigError("repo.%s must be a boolean, got %r" % (name, value))
+    raise ConfigError("%s must be a boolean, got %r" % (label, value))
 
 
-def _as_int(value, name, default, minimum, maximum, hint):
+def as_int(value, label, default, minimum, maximum, hint=None):
+    """An option's integer within [minimum, maximum], ``default`` when unset; ``label`` names the option in the error."""
     if value is None or value == "":
         return default
+    if isinstance(value, bool):
+        raise ConfigError("%s must be an integer, got %r" % (label, value), hint=hint)
     try:
         number = int(value)
     except (TypeError, ValueError):
-        raise ConfigError("repo.%s must be an integer, got %r" % (name, value), hint=hint)
+        raise ConfigError("%s must be an integer, got %r" % (label, value), hint=hint)
     if number < minimum or number > maximum:
-        raise ConfigError("repo.%s must be between %d and %d, got %d" % (name, minimum, maximum, number), hint=hint)
+        raise ConfigError("%s must be between %d and %d, got %d" % (label, minimum, maximum, number), hint=hint)
     return number
 
 
@@ -221,7 +225,7 @@ def normalize_spec(spec):
             hint="Point repo.ca_bundle at a PEM file holding the CA certificate(s) that signed the endpoint's certificate",
         )
     validate_certs = spec.get("validate_certs")
-    validate_certs = True if validate_certs is None else _as_bool(validate_certs, "validate_certs")
+    validate_certs = True if validate_certs is None else as_bool(validate_certs, "repo.validate_certs")
     checksum_mode = _text(spec.get("request_checksum_calculation"))
     if checksum_mode and checksum_mode not in CHECKSUM_MODES:
         raise ConfigError(
@@ -239,18 +243,16 @@ def normalize_spec(spec):
         "ca_bundle": ca_bundle,
         "validate_certs": validate_certs,
         "addressing_style": addressing_style,
-        "part_size_mb": _as_int(
-            spec.get("part_size_mb"), "part_size_mb", DEFAULT_PART_SIZE_MB, MIN_PART_SIZE_MB, MAX_PART_SIZE_MB,
+        "part_size_mb": as_int(spec.get("part_size_mb"), "repo.part_size_mb", DEFAULT_PART_SIZE_MB, MIN_PART_SIZE_MB, MAX_PART_SIZE_MB,
             "S3 needs parts of at least %d MiB; larger parts use more memory (part_size_mb x (max_concurrency + 1))"
             % MIN_PART_SIZE_MB,
         ),
-        "max_concurrency": _as_int(
-            spec.get("max_concurrency"), "max_concurrency", DEFAULT_CONCURRENCY, 1, MAX_CONCURRENCY,
+        "max_concurrency": as_int(spec.get("max_concurrency"), "repo.max_concurrency", DEFAULT_CONCURRENCY, 1, MAX_CONCURRENCY,
             "The number of parts transferred in parallel",
         ),
-        "connect_timeout": _as_int(spec.get("connect_timeout"), "connect_timeout", DEFAULT_CONNECT_TIMEOUT, 1, 3600, None),
-        "read_timeout": _as_int(spec.get("read_timeout"), "read_timeout", DEFAULT_READ_TIMEOUT, 1, 3600, None),
-        "max_attempts": _as_int(spec.get("max_attempts"), "max_attempts", DEFAULT_MAX_ATTEMPTS, 1, 50, None),
+        "connect_timeout": as_int(spec.get("connect_timeout"), "repo.connect_timeout", DEFAULT_CONNECT_TIMEOUT, 1, 3600, None),
+        "read_timeout": as_int(spec.get("read_timeout"), "repo.read_timeout", DEFAULT_READ_TIMEOUT, 1, 3600, None),
+        "max_attempts": as_int(spec.get("max_attempts"), "repo.max_attempts", DEFAULT_MAX_ATTEMPTS, 1, 50, None),
         "request_checksum_calculation": checksum_mode,
     }
 

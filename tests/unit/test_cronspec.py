@@ -279,20 +279,23 @@ CORPUS = [
 ]
 
 
+@pytest.fixture
+def analyze():
+    """The real systemd-analyze (it runs without systemd as init); the checks need it installed."""
+    path = tools.find_tool("systemd-analyze", required=False)
+    if not path:
+        pytest.skip("systemd-analyze is not installed (Debian: systemd)")
+    return path
+
+
 @pytest.mark.parametrize("expr", CORPUS)
-def test_verify_on_calendar_with_systemd(expr):
-    analyze = tools.find_tool("systemd-analyze", required=False)
-    if not analyze:
-        pytest.skip("systemd-analyze is not installed")
+def test_verify_on_calendar_with_systemd(analyze, expr):
     normalized = cronspec.verify_on_calendar(cronspec.parse(expr), analyze=analyze)
     assert len(normalized) == len(cronspec.parse(expr).on_calendar())
     assert all(form.endswith(" UTC") for form in normalized)
 
 
-def test_verify_on_calendar_detects_a_wrong_conversion(monkeypatch):
-    analyze = tools.find_tool("systemd-analyze", required=False)
-    if not analyze:
-        pytest.skip("systemd-analyze is not installed")
+def test_verify_on_calendar_detects_a_wrong_conversion(analyze, monkeypatch):
     spec = cronspec.parse("0 2 * * *")
     monkeypatch.setattr(spec, "on_calendar", lambda: ["*-*-* 03:00:00 UTC"])
     with pytest.raises(ConfigError) as caught:
@@ -303,20 +306,14 @@ def test_verify_on_calendar_detects_a_wrong_conversion(monkeypatch):
     assert "03:00:00Z where the cron runs at" in message and "02:00:00Z" in message
 
 
-def test_verify_on_calendar_detects_a_missing_expression(monkeypatch):
-    analyze = tools.find_tool("systemd-analyze", required=False)
-    if not analyze:
-        pytest.skip("systemd-analyze is not installed")
+def test_verify_on_calendar_detects_a_missing_expression(analyze, monkeypatch):
     spec = cronspec.parse("0 0 1,15 * 5")
     monkeypatch.setattr(spec, "on_calendar", lambda: ["*-*-01,15 00:00:00 UTC"])
     with pytest.raises(ConfigError, match="0 0 1,15"):
         cronspec.verify_on_calendar(spec, analyze=analyze)
 
 
-def test_verify_on_calendar_reports_a_rejected_expression(monkeypatch):
-    analyze = tools.find_tool("systemd-analyze", required=False)
-    if not analyze:
-        pytest.skip("systemd-analyze is not installed")
+def test_verify_on_calendar_reports_a_rejected_expression(analyze, monkeypatch):
     spec = cronspec.parse("0 2 * * *")
     monkeypatch.setattr(spec, "on_calendar", lambda: ["*-*-* 25:00:00 UTC"])
     with pytest.raises(ConfigError, match="does not accept"):

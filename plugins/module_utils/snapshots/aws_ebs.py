@@ -81,6 +81,8 @@ from ansible_collections.dataprotection.databases.plugins.module_utils.repositor
     _error_code,
     _text,
     _verify_setting,
+    as_bool,
+    as_int,
 )
 from ansible_collections.dataprotection.databases.plugins.module_utils.timeutil import format_time
 
@@ -241,31 +243,6 @@ def _new_client(key):
 # Input
 
 
-def _bool(value, name):
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on", "y"):
-        return True
-    if text in ("0", "false", "no", "off", "n"):
-        return False
-    raise ConfigError("%s must be a boolean, got %r" % (name, value))
-
-
-def _int(value, name, default, minimum, maximum, hint=None):
-    if value is None or value == "":
-        return default
-    if isinstance(value, bool):
-        raise ConfigError("%s must be an integer, got %r" % (name, value), hint=hint)
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise ConfigError("%s must be an integer, got %r" % (name, value), hint=hint)
-    if number < minimum or number > maximum:
-        raise ConfigError("%s must be between %d and %d, got %d" % (name, minimum, maximum, number), hint=hint)
-    return number
-
-
 def _seconds(value, name, default):
     """A positive number of seconds (fractions allowed), at most MAX_WAIT_TIMEOUT."""
     if value is None or value == "":
@@ -313,8 +290,8 @@ def _connection_settings(source, prefix, defaults=None):
     validate_certs = source.get("validate_certs")
     if validate_certs is None:
         validate_certs = defaults.get("validate_certs", True)
-    validate_certs = _bool(validate_certs, "%s.validate_certs" % prefix)
-    max_attempts = _int(source.get("max_attempts"), "%s.max_attempts" % prefix, defaults.get("max_attempts", DEFAULT_MAX_ATTEMPTS), 1, 50)
+    validate_certs = as_bool(validate_certs, "%s.validate_certs" % prefix)
+    max_attempts = as_int(source.get("max_attempts"), "%s.max_attempts" % prefix, defaults.get("max_attempts", DEFAULT_MAX_ATTEMPTS), 1, 50)
     return {"endpoint_url": endpoint_url, "ca_bundle": ca_bundle, "validate_certs": validate_certs, "max_attempts": max_attempts}
 
 
@@ -1040,12 +1017,12 @@ def _restore_target(target, region):
     volume_type = _text(target.get("volume_type")) or DEFAULT_VOLUME_TYPE
     if volume_type not in VOLUME_TYPES:
         raise ConfigError("target.volume_type must be one of %s, got %r" % (", ".join(VOLUME_TYPES), volume_type))
-    iops = _int(target.get("iops"), "target.iops", None, 100, 256000)
+    iops = as_int(target.get("iops"), "target.iops", None, 100, 256000)
     if iops is not None and volume_type not in IOPS_TYPES:
         raise ConfigError("target.iops is set, but volume type %s has no provisioned IOPS" % volume_type, hint="Use gp3, io1 or io2")
     if iops is None and volume_type in ("io1", "io2"):
         raise ConfigError("target.iops is required for volume type %s" % volume_type)
-    throughput = _int(target.get("throughput"), "target.throughput", None, 125, 2000)
+    throughput = as_int(target.get("throughput"), "target.throughput", None, 125, 2000)
     if throughput is not None and volume_type not in THROUGHPUT_TYPES:
         raise ConfigError("target.throughput is set, but only gp3 volumes have a provisioned throughput")
     instance_id = _text(target.get("instance_id"))
