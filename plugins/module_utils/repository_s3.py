@@ -243,11 +243,13 @@ def normalize_spec(spec):
         "ca_bundle": ca_bundle,
         "validate_certs": validate_certs,
         "addressing_style": addressing_style,
-        "part_size_mb": as_int(spec.get("part_size_mb"), "repo.part_size_mb", DEFAULT_PART_SIZE_MB, MIN_PART_SIZE_MB, MAX_PART_SIZE_MB,
+        "part_size_mb": as_int(
+            spec.get("part_size_mb"), "repo.part_size_mb", DEFAULT_PART_SIZE_MB, MIN_PART_SIZE_MB, MAX_PART_SIZE_MB,
             "S3 needs parts of at least %d MiB; larger parts use more memory (part_size_mb x (max_concurrency + 1))"
             % MIN_PART_SIZE_MB,
         ),
-        "max_concurrency": as_int(spec.get("max_concurrency"), "repo.max_concurrency", DEFAULT_CONCURRENCY, 1, MAX_CONCURRENCY,
+        "max_concurrency": as_int(
+            spec.get("max_concurrency"), "repo.max_concurrency", DEFAULT_CONCURRENCY, 1, MAX_CONCURRENCY,
             "The number of parts transferred in parallel",
         ),
         "connect_timeout": as_int(spec.get("connect_timeout"), "repo.connect_timeout", DEFAULT_CONNECT_TIMEOUT, 1, 3600, None),
