@@ -73,3 +73,82 @@ def engine_argument_spec(**extra):
     spec["engine"] = deepcopy(ENGINE_OPTION)
     spec.update(extra)
     return spec
+
+
+SNAPSHOT_OPTIONS = dict(
+    provider=dict(type="str", required=True, choices=["btrfs", "lvm", "aws_ebs", "kubernetes"]),
+    stream=dict(type="bool", default=False),
+    keep=dict(type="bool", default=True),
+    subvolume=dict(type="path"),
+    snapshot_dir=dict(type="path"),
+    logical_volume=dict(type="str"),
+    size=dict(type="str"),
+    mount_options=dict(type="str"),
+    volume_ids=dict(type="list", elements="str"),
+    instance_id=dict(type="str"),
+    device_names=dict(type="list", elements="str"),
+    region=dict(type="str"),
+    access_key=dict(type="str", no_log=False),
+    secret_key=dict(type="str", no_log=True),
+    session_token=dict(type="str", no_log=True),
+    endpoint_url=dict(type="str"),
+    ca_bundle=dict(type="path"),
+    validate_certs=dict(type="bool"),
+    tags=dict(type="dict"),
+    wait_timeout=dict(type="int"),
+    max_attempts=dict(type="int"),
+    namespace=dict(type="str"),
+    pvc_names=dict(type="list", elements="str"),
+    pvc_selector=dict(type="str"),
+    volume_snapshot_class=dict(type="str"),
+    kubeconfig=dict(type="raw"),
+    context=dict(type="str"),
+    host=dict(type="str"),
+    api_key=dict(type="str", no_log=True),
+    ca_cert=dict(type="path"),
+    client_cert=dict(type="path"),
+    client_key=dict(type="path", no_log=False),
+    proxy=dict(type="str"),
+)
+
+SNAPSHOT_TARGET_OPTIONS = dict(
+    availability_zone=dict(type="str"),
+    volume_type=dict(type="str"),
+    iops=dict(type="int"),
+    throughput=dict(type="int"),
+    instance_id=dict(type="str"),
+    device_name=dict(type="str"),
+    tags=dict(type="dict"),
+    wait_timeout=dict(type="int"),
+    access_key=dict(type="str", no_log=False),
+    secret_key=dict(type="str", no_log=True),
+    session_token=dict(type="str", no_log=True),
+    endpoint_url=dict(type="str"),
+    ca_bundle=dict(type="path"),
+    validate_certs=dict(type="bool"),
+    max_attempts=dict(type="int"),
+    namespace=dict(type="str"),
+    pvc_name=dict(type="str"),
+    pvc_names=dict(type="dict"),
+    storage_class=dict(type="str"),
+    access_modes=dict(type="list", elements="str"),
+    size=dict(type="str"),
+    labels=dict(type="dict"),
+    wait=dict(type="bool"),
+    kubeconfig=dict(type="raw"),
+    context=dict(type="str"),
+    host=dict(type="str"),
+    api_key=dict(type="str", no_log=True),
+    ca_cert=dict(type="path"),
+    client_cert=dict(type="path"),
+    client_key=dict(type="path", no_log=False),
+    proxy=dict(type="str"),
+    name=dict(type="str"),
+    vg=dict(type="str"),
+    mount_point=dict(type="path"),
+)
+
+
+def given(options):
+    """A dict option's keys that were set (Ansible fills the others with None)."""
+    return dict((k, v) for k, v in (options or {}).items() if v is not None)

@@ -37,15 +37,29 @@ IDENTITY_NAME = "cluster.json"
 class BackupRequest(object):
     """What the caller asked for, validated."""
 
-    def __init__(self, engine, method, cluster, connection=None, compression=None, compression_level=None, labels=None, options=None):
+    def __init__(self, engine, method, cluster, connection=None, compression=None, compression_level=None, labels=None, options=None,
+                 snapshot=None):
         self.engine = matrix.check_engine(engine)
         self.method = method
-        self.declaration = matrix.check_method(engine, method, kind="tool")
+        self.declaration = matrix.check_method(engine, method, kind=("tool", "snapshot"))
+        if self.declaration["kind"] == "snapshot":
+            if not snapshot:
+                raise ConfigError(
+                    "method %s needs the option snapshot, naming the provider and what to snapshot" % method,
+                    hint="For example snapshot: {provider: btrfs} for a data directory on btrfs, or {provider: aws_ebs, volume_ids: [...]}",
+                )
+        elif snapshot:
+            raise ConfigError("the option snapshot belongs to method volume-snapshot, not %s" % method,
+                              hint="Remove snapshot, or set method: volume-snapshot")
+        self.snapshot = dict(snapshot or {})
         self.cluster = check_cluster(cluster)
         self.connection = dict(connection or {})
+        # A snapshot backup's objects (a streamed copy, PostgreSQL's WAL) compress where the engine's row offers compression.
+        compresses = "compression" in self.declaration["features"] or (
+            self.declaration["kind"] == "snapshot" and matrix.features(engine)["compression"])
         if compression is None:
-            compression = "zstd" if "compression" in self.declaration["features"] else "none"
-        if compression != "none" and "compression" not in self.declaration["features"]:
+            compression = "zstd" if compresses else "none"
+        if compression != "none" and not compresses:
             raise ConfigError(
                 "method %s of engine %s does not offer compression in the support matrix" % (method, engine),
                 hint="Set compression: none",
@@ -107,8 +121,32 @@ def check_identity(repo, cluster, engine, identity, write=True):
     return stored
 
 
+def summary(manifest, duration):
+    """What the backup module returns of a committed backup."""
+    return {
+        "backup_id": manifest["backup_id"],
+        "engine": manifest["engine"],
+        "method": manifest["method"],
+        "type": manifest["type"],
+        "status": "completed",
+        "start_time": manifest["start_time"],
+        "end_time": manifest["end_time"],
+        "size": manifest["size"],
+        "stored_size": manifest["stored_size"],
+        "duration_seconds": round(duration, 3),
+        "throughput_mb_s": round(manifest["size"] / duration / 1e6, 2),
+        "objects": [o["name"] for o in manifest["objects"]],
+        "positions": manifest.get("positions", {}),
+        "engine_version": manifest.get("engine_version"),
+    }
+
+
 def run_backup(spec, request, check_mode=False, lease_ttl=None):
     """Take one full backup.  Returns a result dict with ``backup`` (or ``plan`` in check mode)."""
+    if request.declaration["kind"] == "snapshot":
+        from ansible_collections.dataprotection.databases.plugins.module_utils import snapshot_backup  # pylint: disable=import-outside-toplevel
+
+        return snapshot_backup.run_backup(spec, request, check_mode=check_mode, lease_ttl=lease_ttl)
     engine = engines.engine_module(request.engine)
     with open_repository(spec) as repository:
         plan = engine.plan_backup(request)
@@ -165,19 +203,4 @@ def run_backup(spec, request, check_mode=False, lease_ttl=None):
                     pass
                 raise
             duration = max(time.monotonic() - clock, 0.001)
-        summary = {
-            "backup_id": backup_id,
-            "engine": request.engine,
-            "method": request.method,
-            "status": "completed",
-            "start_time": manifest["start_time"],
-            "end_time": manifest["end_time"],
-            "size": manifest["size"],
-            "stored_size": manifest["stored_size"],
-            "duration_seconds": round(duration, 3),
-            "throughput_mb_s": round(manifest["size"] / duration / 1e6, 2),
-            "objects": [o["name"] for o in manifest["objects"]],
-            "positions": manifest.get("positions", {}),
-            "engine_version": manifest.get("engine_version"),
-        }
-        return {"changed": True, "backup": summary, "manifest": manifest}
+        return {"changed": True, "backup": summary(manifest, duration), "manifest": manifest}

@@ -145,6 +145,17 @@ def feed_object(repository, manifest, record, argv, what, timeout=3600):
     return record["size"]
 
 
+def write_object(repository, manifest, record, path):
+    """Write one stored object of a backup, decoded and checked, to ``path`` and make it durable."""
+    from ansible_collections.dataprotection.databases.plugins.module_utils.manifest import object_key  # pylint: disable=import-outside-toplevel
+    from ansible_collections.dataprotection.databases.plugins.module_utils.transfer import copy_object_to  # pylint: disable=import-outside-toplevel
+
+    with open(path, "wb") as handle:
+        copy_object_to(repository.repo, object_key(manifest, record), record, handle.write, repository.master_key)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
 def log_tail(path, lines=15):
     try:
         with open(path) as handle:

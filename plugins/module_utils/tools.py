@@ -18,6 +18,7 @@ import os
 import queue
 import subprocess
 import threading
+import time
 
 from ansible_collections.dataprotection.databases.plugins.module_utils.errors import MissingDependency, ToolError
 
@@ -243,3 +244,103 @@ class FeedingTool(object):
             pass
         self._close_queue()
         self.reader.join(10)
+
+
+class ClientSession(object):
+    """One interactive client process (``psql``, ``mariadb``) fed statements on stdin, one at a time.
+
+    For work that must stay on one connection: a lock held while a volume is
+    snapshotted, a backup started and stopped by the same session.  After each
+    statement ``marker(token)`` is sent, a statement that makes the client
+    print ``token`` on a line of its own; what came before it is the reply.  A
+    client that stops its output (it exits on the first error) raises ToolError
+    with what it printed on stderr.  ``close()`` ends the client, which ends its
+    session and so releases whatever the session held.
+    """
+
+    def __init__(self, argv, marker, env=None, what=None, timeout=120):
+        self.what = what or os.path.basename(argv[0])
+        self.marker = marker
+        self.timeout = timeout
+        self.token = "dataprotection-%s" % os.urandom(8).hex()
+        self.out = bytearray()
+        self.err = bytearray()
+        try:
+            self.proc = subprocess.Popen(argv, env=tool_env(env), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                         bufsize=0, close_fds=True)
+        except OSError as exc:
+            raise ToolError("cannot run %s: %s" % (argv[0], exc))
+
+    @property
+    def stderr(self):
+        return bytes(self.err).decode("utf-8", "replace")
+
+    def _pump(self, timeout):
+        """Read what the client printed within ``timeout``; False once its stdout has ended."""
+        import select  # pylint: disable=import-outside-toplevel
+
+        handles = [h for h in (self.proc.stdout, self.proc.stderr) if not h.closed]
+        ready = select.select(handles, [], [], max(timeout, 0))[0]
+        alive = True
+        for handle in ready:
+            data = os.read(handle.fileno(), 65536)
+            if handle is self.proc.stdout:
+                alive = bool(data)
+                self.out += data
+            else:
+                self.err += data
+        return alive
+
+    def _failed(self):
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            pass
+        while self._pump(0.2):
+            pass
+        return ToolError("%s failed (exit %s): %s" % (self.what, self.proc.returncode, _tail(self.stderr) or _tail(bytes(self.out).decode("utf-8", "replace"))),
+                         returncode=self.proc.returncode)
+
+    def call(self, statement, timeout=None):
+        """Send one statement; return what the client printed for it (text, the last line terminator removed)."""
+        try:
+            self.proc.stdin.write(("%s\n%s\n" % (statement, self.marker(self.token))).encode("utf-8"))
+        except (IOError, OSError):
+            raise self._failed()
+        deadline = time.monotonic() + (timeout or self.timeout)
+        end = ("\n%s\n" % self.token).encode("ascii")
+        while True:
+            at = (b"\n" + bytes(self.out)).find(end)
+            if at >= 0:
+                reply = bytes(self.out[:max(at - 1, 0)]).decode("utf-8", "replace")
+                del self.out[:at - 1 + len(end)]
+                return reply
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise ToolError("%s did not answer within %s seconds" % (self.what, timeout or self.timeout))
+            if not self._pump(remaining):
+                raise self._failed()
+
+    def close(self):
+        """End the client (and so its session); never raises."""
+        try:
+            self.proc.stdin.close()
+        except (IOError, OSError):
+            pass
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        for handle in (self.proc.stdout, self.proc.stderr):
+            try:
+                handle.close()
+            except (IOError, OSError):
+                pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        self.close()
+        return False

@@ -50,6 +50,7 @@ extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - dataprotection.databases.repo
   - dataprotection.databases.connection
+  - dataprotection.databases.snapshot
 attributes:
   check_mode:
     support: full
@@ -212,7 +213,9 @@ error:
   type: dict
 """
 
-from ansible_collections.dataprotection.databases.plugins.module_utils.args_common import engine_argument_spec
+from copy import deepcopy
+
+from ansible_collections.dataprotection.databases.plugins.module_utils.args_common import SNAPSHOT_OPTIONS, engine_argument_spec, given
 from ansible_collections.dataprotection.databases.plugins.module_utils.backup import BackupRequest, run_backup
 from ansible_collections.dataprotection.databases.plugins.module_utils.matrix import default_method
 from ansible_collections.dataprotection.databases.plugins.module_utils.module import DataProtectionModule
@@ -229,6 +232,7 @@ def run(module):
         compression_level=params["compression_level"],
         labels=params["labels"],
         options={"parallel": params["parallel"]},
+        snapshot=given(params["snapshot"]) or None,
     )
     result = run_backup(module.repo_spec, request, check_mode=module.check_mode)
     result.pop("manifest", None)
@@ -243,6 +247,7 @@ def main():
             compression_level=dict(type="int"),
             labels=dict(type="dict", default={}),
             parallel=dict(type="int"),
+            snapshot=dict(type="dict", options=deepcopy(SNAPSHOT_OPTIONS)),
         ),
         supports_check_mode=True,
     )

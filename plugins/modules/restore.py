@@ -50,6 +50,7 @@ author:
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - dataprotection.databases.repo
+  - dataprotection.databases.snapshot.restore
 attributes:
   check_mode:
     support: full
@@ -79,9 +80,11 @@ options:
       - It must lie inside a recoverable window (M(dataprotection.databases.backup_info) lists them).
     type: str
   data_dir:
-    description: The directory to restore into. Created when missing.
+    description:
+      - The directory to restore into. Created when missing.
+      - Required, except for a volume-snapshot backup restored into new cloud volumes (O(snapshot), providers C(aws_ebs)
+        and C(kubernetes)).
     type: path
-    required: true
   force:
     description: Replace the contents of a non-empty O(data_dir). The server using it must be stopped.
     type: bool
@@ -246,7 +249,7 @@ windows:
 
 from copy import deepcopy
 
-from ansible_collections.dataprotection.databases.plugins.module_utils.args_common import ENGINE_OPTION
+from ansible_collections.dataprotection.databases.plugins.module_utils.args_common import ENGINE_OPTION, SNAPSHOT_TARGET_OPTIONS, given
 from ansible_collections.dataprotection.databases.plugins.module_utils.module import DataProtectionModule
 from ansible_collections.dataprotection.databases.plugins.module_utils.restore import RestoreRequest, run_restore
 
@@ -260,8 +263,9 @@ def run(module):
         backup_id=params["backup_id"],
         restore_time=params["restore_time"],
         force=params["force"],
-        options=dict((k, params[k]) for k in ("owner", "group", "start", "port", "socket_dir", "wait_timeout", "bin_dir", "defaults_file")),
+        options=dict((k, params[k]) for k in ("owner", "group", "start", "port", "socket_dir", "wait_timeout", "bin_dir", "defaults_file", "source")),
     )
+    request.options["snapshot"] = given(params["snapshot"])
     return run_restore(module.repo_spec, request, check_mode=module.check_mode)
 
 
@@ -272,7 +276,7 @@ def main():
             cluster=dict(type="str", required=True),
             backup_id=dict(type="str"),
             restore_time=dict(type="str"),
-            data_dir=dict(type="path", required=True),
+            data_dir=dict(type="path"),
             force=dict(type="bool", default=False),
             owner=dict(type="str"),
             group=dict(type="str"),
@@ -282,6 +286,8 @@ def main():
             wait_timeout=dict(type="int", default=300),
             bin_dir=dict(type="path"),
             defaults_file=dict(type="path"),
+            source=dict(type="str", default="auto", choices=["auto", "snapshot", "repository", "mounted"]),
+            snapshot=dict(type="dict", options=deepcopy(SNAPSHOT_TARGET_OPTIONS)),
         ),
         mutually_exclusive=[("backup_id", "restore_time")],
         required_one_of=[("backup_id", "restore_time")],

@@ -13,15 +13,17 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import io
 import os
 import re
 
 from ansible_collections.dataprotection.databases.plugins.module_utils import hostfiles, tools
 from ansible_collections.dataprotection.databases.plugins.module_utils.engines import pgwal
 from ansible_collections.dataprotection.databases.plugins.module_utils.errors import ConfigError, EngineError, ToolError
+from ansible_collections.dataprotection.databases.plugins.module_utils.quiesce import Quiesce
 from ansible_collections.dataprotection.databases.plugins.module_utils.timeutil import UTC, utcnow
 
-METHODS = ("pg-basebackup", "wal-archive")
+METHODS = ("pg-basebackup", "volume-snapshot", "wal-archive")
 ENGINE = "postgresql"
 LOG_ARCHIVE = pgwal
 BIN_DIRS = ("/usr/lib/postgresql/*/bin", "/usr/pgsql-*/bin", "/usr/local/pgsql/bin", "/opt/homebrew/opt/postgresql@*/bin")
@@ -352,6 +354,249 @@ def write_recovery_settings(data_dir, owner, group=None, target_time=None, resto
 
 def windows(repo, cluster, manifests):
     return pgwal.windows(repo, cluster, manifests)
+
+
+# Volume snapshots ---------------------------------------------------------
+#
+# The snapshot is taken between pg_backup_start and pg_backup_stop, on one session
+# (a non-exclusive backup: the session's end aborts it, so every failure path
+# releases it).  pg_backup_stop returns the backup_label, kept in the manifest;
+# the WAL from the backup's start to its stop is read from the server and stored
+# as objects, so the snapshot restores without a WAL archive.
+
+WAL_OBJECT_PREFIX = "wal-"
+SNAPSHOT_SEPARATOR = "\x1f"
+_LABEL_TIMELINE = re.compile(r"^START TIMELINE: (\d+)$", re.M)
+_LABEL_START = re.compile(r"^START WAL LOCATION: ([0-9A-F]+/[0-9A-F]+) \(file ([0-9A-F]{24})\)$", re.M)
+
+
+def _backup_functions(version_num):
+    """The (start, stop) functions of a non-exclusive backup: renamed in PostgreSQL 15."""
+    if version_num >= 150000:
+        return "pg_backup_start(text, boolean)", "pg_backup_stop(boolean)"
+    return "pg_start_backup(text, boolean, boolean)", "pg_stop_backup(boolean, boolean)"
+
+
+def plan_snapshot(request, local=False):
+    """What a volume snapshot of this server needs, read-only: its data directory, the privileges of the backup mode."""
+    conn = Connection(request.connection)
+    server = inspect(conn)
+    if server["wal_level"] == "minimal":
+        raise EngineError("PostgreSQL at %s runs with wal_level=minimal; its backup mode needs replica or logical" % conn.target(),
+                          hint="ALTER SYSTEM SET wal_level = replica; then restart PostgreSQL")
+    if server["in_recovery"]:
+        raise EngineError("PostgreSQL at %s is a standby; a volume-snapshot backup is taken on the primary" % conn.target(),
+                          hint="Point connection at the primary and snapshot its volumes")
+    start, stop = _backup_functions(server["version_num"])
+    row = conn.query(
+        "SELECT has_function_privilege('%s', 'EXECUTE'), has_function_privilege('%s', 'EXECUTE'), "
+        "has_function_privilege('pg_read_binary_file(text)', 'EXECUTE'), "
+        "(SELECT setting FROM pg_settings WHERE name = 'wal_segment_size'), "
+        "(SELECT count(*) FROM pg_tablespace WHERE spcname NOT IN ('pg_default', 'pg_global'))" % (start, stop))[0]
+    missing = [name for name, held in zip((start, stop, "pg_read_binary_file(text)"), row[:3]) if held != "t"]
+    if missing:
+        raise EngineError(
+            "PostgreSQL user %s may not run %s, which a volume-snapshot backup needs" % (conn.user, ", ".join(missing)),
+            hint="Use a superuser, or GRANT EXECUTE ON FUNCTION %s TO %s" % (", ".join(missing), conn.user),
+        )
+    data_dir = server["data_directory"]
+    warnings = []
+    if local:
+        if not os.path.isfile(os.path.join(data_dir, "PG_VERSION")):
+            raise EngineError(
+                "the server's data directory %s is not on this host" % data_dir,
+                hint="A btrfs or lvm snapshot is taken on the database host: run the backup there",
+            )
+        if int(row[4]):
+            raise EngineError(
+                "PostgreSQL at %s has %s tablespaces outside its data directory; a snapshot of the data directory's volume would miss them"
+                % (conn.target(), row[4]),
+                hint="Back it up with method pg-basebackup, or snapshot every volume with a cloud provider",
+            )
+        wal = os.path.join(data_dir, "pg_wal")
+        real = os.path.realpath(wal)
+        if os.path.islink(wal) and not real.startswith(os.path.realpath(data_dir).rstrip("/") + "/"):
+            raise EngineError(
+                "pg_wal of %s is a link to %s, outside the data directory: the snapshot would not hold it" % (data_dir, real),
+                hint="Back it up with method pg-basebackup, or keep pg_wal inside the data directory",
+            )
+    elif int(row[4]):
+        warnings.append("the server has %s tablespaces: the snapshot must cover every volume that holds one" % row[4])
+    return {
+        "identity": server["system_identifier"],
+        "server": conn.target(),
+        "server_version": server["version"],
+        "version_num": server["version_num"],
+        "system_identifier": server["system_identifier"],
+        "timeline": server["timeline"],
+        "data_dir": data_dir,
+        "wal_segment_size": int(row[3]),
+        "quiesce": "%s ... %s" % (start.split("(")[0], stop.split("(")[0]),
+        "warnings": warnings,
+    }
+
+
+class BackupMode(Quiesce):
+    """PostgreSQL's backup mode on one psql session, around the snapshot."""
+
+    consistency = "application"
+
+    def __init__(self, conn, plan, label):
+        super(BackupMode, self).__init__()
+        self.conn = conn
+        self.plan = plan
+        self.label = label
+        self.session = None
+
+    def _call(self, sql):
+        try:
+            return self.session.call(sql).split(SNAPSHOT_SEPARATOR)
+        except ToolError as exc:
+            raise self.conn.explain(exc)
+
+    def hold(self):
+        major = self.plan["version_num"] // 10000
+        argv = [self.conn.tool("psql", major), "-X", "-A", "-t", "-q", "-w", "-F", SNAPSHOT_SEPARATOR, "-v", "ON_ERROR_STOP=1"]
+        self.session = tools.ClientSession(argv, lambda token: "\\echo %s" % token, env=self.conn.env(), what="psql")
+        self._call("SET statement_timeout = 0;")
+        start = "pg_backup_start(%s, true)" if self.plan["version_num"] >= 150000 else "pg_start_backup(%s, true, false)"
+        row = self._call("SELECT %s;" % (start % _sql_literal(self.label)))
+        self.facts["start_lsn"] = row[0]
+
+    def _release(self):
+        stop = "pg_backup_stop(false)" if self.plan["version_num"] >= 150000 else "pg_stop_backup(false, false)"
+        row = self._call("SELECT lsn, encode(convert_to(labelfile, 'UTF8'), 'hex'), encode(convert_to(coalesce(spcmapfile, ''), 'UTF8'), 'hex') "
+                         "FROM %s;" % stop)
+        self.facts.update({
+            "stop_lsn": row[0],
+            "backup_label": bytes.fromhex(row[1]).decode("utf-8"),
+            "tablespace_map": bytes.fromhex(row[2]).decode("utf-8") or None,
+            "stopped": utcnow(),
+        })
+
+    def close(self):
+        if self.session is not None:
+            self.session.close()
+
+
+def quiesce(request, plan):
+    return BackupMode(Connection(request.connection), plan, getattr(request, "backup_id", None) or "dataprotection.databases")
+
+
+def _segments(timeline, first, last, segment_size):
+    """WAL segment names of ``timeline`` from the one holding LSN ``first`` to the one holding ``last``."""
+    per_id = 0x100000000 // segment_size
+    return ["%08X%08X%08X" % (timeline, segno // per_id, segno % per_id) for segno in range(first // segment_size, last // segment_size + 1)]
+
+
+def snapshot_facts(request, ctx, held):
+    """The manifest's facts of a snapshot in backup mode, and the WAL from its start to its stop stored as objects."""
+    facts = held.facts
+    label = facts["backup_label"]
+    timeline = _LABEL_TIMELINE.search(label)
+    start = _LABEL_START.search(label)
+    if not timeline or not start:
+        raise EngineError("pg_backup_stop returned a backup_label without its start: %r" % label[:300])
+    timeline = int(timeline.group(1))
+    segment_size = held.plan["wal_segment_size"]
+    # The backup ends in the segment holding the byte before the stop LSN (pg_backup_stop switched to the next one).
+    names = _segments(timeline, parse_lsn(start.group(1)), parse_lsn(facts["stop_lsn"]) - 1, segment_size)
+    conn = Connection(request.connection)
+    for name in names:
+        rows = conn.query("SELECT encode(pg_read_binary_file('pg_wal/%s'), 'hex')" % name, held.plan["version_num"] // 10000)
+        data = bytes.fromhex(rows[0][0])
+        if len(data) != segment_size:
+            raise EngineError("WAL segment %s read from the server has %d bytes, not %d" % (name, len(data), segment_size))
+        ctx.store(WAL_OBJECT_PREFIX + name, io.BytesIO(data))
+    return {
+        "end_time": facts["stopped"],
+        "engine_version": held.plan["server_version"],
+        "system_identifier": held.plan["system_identifier"],
+        "positions": {
+            "start_lsn": start.group(1),
+            "stop_lsn": facts["stop_lsn"],
+            "timeline": timeline,
+            "start_wal": names[0],
+            "stop_wal": names[-1],
+        },
+        "backup_label": label,
+        "tablespace_map": facts.get("tablespace_map"),
+        "data_dir": held.plan["data_dir"],
+    }
+
+
+def _wal_objects(manifest):
+    return [o for o in manifest["objects"] if o["name"].startswith(WAL_OBJECT_PREFIX)]
+
+
+def plan_snapshot_restore(repository, manifest, request, wal, data_dir, mounted=False):
+    """Checks before a snapshot restore touches anything; returns the engine's part of the plan."""
+    owner = request.options.get("owner") or "postgres"
+    _user(owner)
+    if not manifest.get("backup_label"):
+        raise EngineError("backup %s has no backup_label in its manifest" % manifest["backup_id"])
+    if mounted:
+        if not os.path.isfile(os.path.join(data_dir, "PG_VERSION")):
+            raise ConfigError(
+                "data_dir %s holds no PostgreSQL data directory (no PG_VERSION)" % data_dir,
+                hint="Mount the volume restored from the snapshot so that data_dir is the data directory in it",
+            )
+        busy = _postmaster_running(data_dir)
+        if busy:
+            raise ConfigError("data_dir %s is in use: %s" % (data_dir, busy), hint="Stop that server first")
+        if os.path.exists(os.path.join(data_dir, "backup_label")):
+            raise ConfigError(
+                "data_dir %s already holds a backup_label: it was prepared before" % data_dir,
+                hint="Start PostgreSQL on it, or restore the volume again from the snapshot",
+            )
+    else:
+        check_target(data_dir, request.force)
+    plan = {
+        "data_dir": data_dir,
+        "owner": owner,
+        "backup_label": True,
+        "wal_from_backup": [o["name"] for o in _wal_objects(manifest)],
+        "start": bool(request.options.get("start")),
+    }
+    if wal is not None:
+        plan["wal"] = {"segments": len(wal), "first": wal[0]["name"] if wal else None, "last": wal[-1]["name"] if wal else None}
+    return plan
+
+
+def finish_snapshot_restore(repository, manifest, request, wal, data_dir):
+    """Make the snapshot's copy of the data directory recover to the backup's stop (or to restore_time), owned by owner."""
+    owner = request.options.get("owner") or "postgres"
+    group = request.options.get("group")
+    entry = _user(owner)
+    for stale in ("postmaster.pid", "postmaster.opts"):
+        if os.path.lexists(os.path.join(data_dir, stale)):
+            os.unlink(os.path.join(data_dir, stale))
+    wal_dir = os.path.join(data_dir, "pg_wal")
+    placed = 0
+    for record in _wal_objects(manifest):
+        name = record["name"][len(WAL_OBJECT_PREFIX):].split(".")[0]
+        hostfiles.write_object(repository, manifest, record, os.path.join(wal_dir, name))
+        placed += 1
+    fetched = 0
+    if wal is not None:
+        fetched = pgwal.fetch_segments(repository, wal, wal_dir, entry.pw_uid, entry.pw_gid)
+    for name in ("backup_label", "tablespace_map"):
+        if manifest.get(name):
+            hostfiles.write_text(os.path.join(data_dir, name), manifest[name], mode=0o600)
+    write_recovery_settings(data_dir, owner, group, target_time=pg_time(request.restore_time) if wal is not None else None)
+    os.chmod(data_dir, 0o700)
+    hostfiles.chown_tree(data_dir, owner, group)
+    result = {"data_dir": data_dir, "wal_segments": placed + fetched, "owner": owner}
+    if request.options.get("start"):
+        result["server"] = start_and_wait(data_dir, owner, request, manifest.get("engine_version"))
+    return result
+
+
+def remote_restore_next(manifest, wal):
+    return ("Mount the new volume on the database host, then run restore again with backup_id %s, source: mounted and data_dir set to "
+            "the data directory on it: that writes the backup_label, the WAL from the backup's start to its stop%s and the recovery "
+            "settings, so PostgreSQL recovers to a consistent state" % (
+                manifest["backup_id"], " and the archived WAL up to restore_time" if wal is not None else ""))
 
 
 # Continuous WAL archiving -------------------------------------------------

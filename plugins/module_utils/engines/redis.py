@@ -1253,16 +1253,6 @@ def plan_restore(repository, manifest, request, logs=None):
     return plan
 
 
-def _write_object(repository, manifest, record, path):
-    from ansible_collections.dataprotection.databases.plugins.module_utils.manifest import object_key  # pylint: disable=import-outside-toplevel
-    from ansible_collections.dataprotection.databases.plugins.module_utils.transfer import copy_object_to  # pylint: disable=import-outside-toplevel
-
-    with open(path, "wb") as handle:
-        copy_object_to(repository.repo, object_key(manifest, record), record, handle.write, repository.master_key)
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
 def _read_object(repository, manifest, record):
     buffer = io.BytesIO()
     from ansible_collections.dataprotection.databases.plugins.module_utils.manifest import object_key  # pylint: disable=import-outside-toplevel
@@ -1306,7 +1296,7 @@ def restore(repository, manifest, request, logs=None):
             elif step["object"] is None:
                 _write_bytes(path, (step.get("content") or "").encode("utf-8"))
             else:
-                _write_object(repository, manifest, step["object"], path)
+                hostfiles.write_object(repository, manifest, step["object"], path)
             written[step["path"]] = step["object"]["name"] if step["object"] else step["what"]
         for dirpath, dirnames, filenames in os.walk(data_dir):
             os.chmod(dirpath, 0o750)

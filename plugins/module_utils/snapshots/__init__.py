@@ -10,17 +10,28 @@ Every provider module offers the same functions:
     ``spec`` (the ``snapshot`` option, a dict) names, and for a local
     provider that ``data_dir`` lies on it.  Returns a plan dict (the volumes,
     where snapshots go); raises ConfigError/EngineError naming what to change.
-``create(plan, backup_id, labels=None, timeout=None)``
+``create(plan, backup_id, labels=None, timeout=None, taken=None)``
     Take the snapshots; return one record per snapshot, each a dict with at
     least ``provider``, ``id`` (what deletes it), ``source`` (what was
     snapshotted) and ``created``.  On any failure, snapshots already made by
     this call are deleted before the error is raised: nothing half-made
-    stays behind.
+    stays behind.  ``taken``, when given, is called (without arguments,
+    once) as soon as the point in time of every snapshot is fixed, before
+    waiting for them to become ready or completed: the caller releases the
+    database's quiesce there, so a lock is not held while a cloud uploads.
 ``exists(record)`` / ``delete(record)``
     Whether the snapshot of a record still exists / delete it (True when it
     was deleted, False when it was already gone; any other problem raises).
 ``restore(record, target, check_mode=False, **options)``
     Make a new volume (or directory) from a snapshot; returns what was made.
+
+Local providers (``LOCAL = True``: btrfs, lvm) snapshot volumes of this host:
+``plan`` checks that ``data_dir`` lies on the volume, ``restore`` takes a
+path as ``target``, and ``mounted(record)`` is a context manager yielding the
+directory inside the snapshot that holds the data directory (readable; what
+it mounted is unmounted on exit), from which a backup can stream the files
+into the repository.  Other providers (``LOCAL = False``: aws_ebs,
+kubernetes) take a dict as ``target`` and cannot see the host's files.
 
 Records are what a backup's manifest keeps under ``snapshots``; retention
 deletes them through ``delete_record``.  Providers are imported here
@@ -36,7 +47,7 @@ from ansible_collections.dataprotection.databases.plugins.module_utils.errors im
 # The implemented providers.  Each is imported when first used (aws_ebs brings boto3, half a second of
 # import that a retention run on a directory repository should not pay); the imports are written out
 # below so that Ansible, which ships the module_utils a module's imports name, still finds them.
-NAMES = ("aws_ebs", "btrfs")
+NAMES = ("aws_ebs", "btrfs", "kubernetes", "lvm")
 # provider name -> module, filled as providers are first used.
 REGISTRY = {}
 
@@ -47,6 +58,10 @@ def _load(name):
         from ansible_collections.dataprotection.databases.plugins.module_utils.snapshots import aws_ebs as module
     elif name == "btrfs":
         from ansible_collections.dataprotection.databases.plugins.module_utils.snapshots import btrfs as module
+    elif name == "kubernetes":
+        from ansible_collections.dataprotection.databases.plugins.module_utils.snapshots import kubernetes as module
+    elif name == "lvm":
+        from ansible_collections.dataprotection.databases.plugins.module_utils.snapshots import lvm as module
     else:
         return None
     REGISTRY[name] = module

@@ -87,6 +87,7 @@ from ansible_collections.dataprotection.databases.plugins.module_utils.repositor
 from ansible_collections.dataprotection.databases.plugins.module_utils.timeutil import format_time
 
 PROVIDER = "aws_ebs"
+LOCAL = False
 DEFAULT_WAIT_TIMEOUT = 1800
 MAX_WAIT_TIMEOUT = 7 * 24 * 3600
 DEFAULT_MAX_ATTEMPTS = 5
@@ -874,10 +875,12 @@ def _delete_quietly(conn, snapshot_ids):
     return left
 
 
-def create(plan, backup_id, labels=None, timeout=None):
+def create(plan, backup_id, labels=None, timeout=None, taken=None):
     """Snapshot every volume of ``plan``; wait until all are completed; return one record per snapshot.
 
-    On any failure every snapshot this call started is deleted before the error is raised.
+    An EBS snapshot holds the volume's data as of its CreateSnapshot call, so ``taken`` is called once every
+    CreateSnapshot has returned, before the wait.  On any failure every snapshot this call started is deleted
+    before the error is raised.
     """
     conn = _connection_from_plan(plan)
     backup_id = _text(backup_id)
@@ -897,6 +900,8 @@ def create(plan, backup_id, labels=None, timeout=None):
                 TagSpecifications=[{"ResourceType": "snapshot", "Tags": _tag_list(tags)}],
             )
             started.append((response["SnapshotId"], volume, response))
+        if taken is not None:
+            taken()
         items = _wait_for_snapshots(conn, [s[0] for s in started], dict((s[0], s[1]["id"]) for s in started), timeout)
     except BaseException as exc:
         left = _delete_quietly(conn, [s[0] for s in started])
@@ -1144,6 +1149,7 @@ def restore(record, target, check_mode=False, **options):
         "throughput": wanted["throughput"],
         "tags": tags,
     }
+    result.update(conn.settings())
     if check_mode:
         _dry_run(conn, "CreateVolume", snapshot_id, **kwargs)
         return result
@@ -1165,6 +1171,19 @@ def restore(record, target, check_mode=False, **options):
             raise _with_leftovers(ec2_error(exc, "CreateVolume", conn, snapshot_id), left, "volume")
         raise
     return result
+
+
+def remove_restored(result, **options):
+    """Delete a volume ``restore`` made (detaching it first when it was attached); a sentence when that fails, else None."""
+    volume_id = (result or {}).get("volume_id")
+    if not volume_id:
+        return None
+    record = dict((k, result.get(k)) for k in ("region", "endpoint_url", "ca_bundle", "validate_certs") if result.get(k) is not None)
+    record.update({"provider": PROVIDER, "id": result.get("snapshot_id")})
+    conn = _connection_from_record(record, options)[1]
+    wanted = {"instance_id": result["attached_to"], "device_name": result.get("device_name")} if result.get("attached_to") else None
+    left = _remove_volume(conn, volume_id, wanted)
+    return "; ".join("%s: %s" % item for item in left.items()) or None
 
 
 def _volume_reached(conn, volume_id, state, instance_id=None):

@@ -39,6 +39,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import contextlib
 import errno
 import os
 import re
@@ -49,6 +50,7 @@ from ansible_collections.dataprotection.databases.plugins.module_utils.errors im
 from ansible_collections.dataprotection.databases.plugins.module_utils.timeutil import format_time, utcnow
 
 PROVIDER = "btrfs"
+LOCAL = True
 SNAPSHOT_DIR_NAME = ".dataprotection-snapshots"
 SUBVOLUME_ROOT_INODE = 256  # BTRFS_FIRST_FREE_OBJECTID: the root directory of every subvolume
 FS_INFO_IOCTL = 0x8400941F  # _IOR(0x94, 31, struct btrfs_ioctl_fs_info_args), 1024 bytes
@@ -278,7 +280,7 @@ def _delete_quietly(path):
     return None
 
 
-def create(plan, backup_id, labels=None, timeout=None):
+def create(plan, backup_id, labels=None, timeout=None, taken=None):
     """Take a read-only snapshot of the plan's subvolume; return its record (a list of one)."""
     if not isinstance(plan, dict) or plan.get("provider") != PROVIDER:
         raise ConfigError("not a btrfs snapshot plan: %r" % (plan,))
@@ -296,6 +298,8 @@ def create(plan, backup_id, labels=None, timeout=None):
     created = utcnow()
     _run(["subvolume", "snapshot", "-r", plan["subvolume"], destination], timeout=timeout or SNAPSHOT_TIMEOUT)
     try:
+        if taken is not None:
+            taken()
         info = subvolume_show(destination)
         if "readonly" not in info.get("Flags", "").split():
             raise EngineError("snapshot %s was made writable (flags: %s)" % (destination, info.get("Flags")))
@@ -375,6 +379,24 @@ def tree(record):
     path = _record_path(record)
     relative = record.get("data_dir_relative") or ""
     return os.path.join(path, relative) if relative else path
+
+
+@contextlib.contextmanager
+def mounted(record):
+    """The data directory inside the snapshot (a snapshot is a directory already: nothing is mounted)."""
+    path = _record_path(record)
+    if not os.path.lexists(path):
+        raise EngineError("snapshot %s no longer exists" % path, hint="Restore this backup from the repository instead")
+    _check_snapshot(record, path)
+    yield tree(record)
+
+
+def remove_restored(result):
+    """Delete the subvolume a restore made (its finishing failed); a sentence when that fails, else None."""
+    path = (result or {}).get("path")
+    if not path or not os.path.lexists(path):
+        return None
+    return _delete_quietly(path)
 
 
 def _target_state(target, fs_uuid, force):
