@@ -25,6 +25,7 @@ __metaclass__ = type
 import json
 import os
 import shutil
+import subprocess
 import time
 
 import pytest
@@ -109,3 +110,112 @@ def test_btrfs_snapshot_backup_and_restore(tmp_path, postgres_factory, postgres_
     restored = postgres_on_datadir(target, password=pg.password)
     wait_promoted(restored)
     assert rows(restored, "SELECT count(*), max(id) FROM items") == ["20000|20000"]
+
+
+def test_streamed_snapshot_is_a_pitr_base(tmp_path, postgres_factory, postgres_on_datadir, btrfs_fs, server_tmp_path, agent):
+    """stream: true, keep: false: the snapshot's files go into the repository and the snapshot is deleted; with WAL
+    archiving the backup is the base of a point-in-time restore, restored from the repository."""
+    pg, subvolume = pg_on_btrfs(postgres_factory, postgres_on_datadir, btrfs_fs)
+    repo = {"type": "local", "path": str(server_tmp_path / "repo")}  # archive_command runs as postgres
+    common = dict(repo=repo, cluster="shop", engine="postgresql", connection=pg.connection)
+    log_args = dict(common, archive_timeout=5, wait_timeout=30, **agent)
+    run = run_tasks([task("backup_repo", "repo", repo=repo, owner="postgres"), task("log_backup", "enabled", **log_args)])
+    assert run["enabled"]["changed"] and run["enabled"]["restart_required"], run
+    pg.restart()
+    pg.psql("CREATE TABLE orders(id int, note text); INSERT INTO orders SELECT g, 'before backup' FROM generate_series(1, 100) g")
+
+    run = run_tasks([task("backup", "base", method="volume-snapshot", snapshot={"provider": "btrfs", "stream": True, "keep": False},
+                          **common)])
+    base = run["base"]["backup"]
+    assert base["type"] == "snapshot" and base["streamed"] and base["snapshots"] == [], run
+    assert "files.tar.zst" in base["objects"] and base["size"] > 10 * 1024 * 1024, base
+    assert btrfs_fs.subvolumes() == ["pgdata"], "keep: false left the snapshot"
+
+    pg.psql("INSERT INTO orders VALUES (101, 'moment 1')")
+    time.sleep(1.2)
+    middle = now()
+    time.sleep(1.2)
+    pg.psql("INSERT INTO orders VALUES (201, 'moment 2')")
+    run = run_tasks([task("log_backup", "synced", state="synced", **log_args)])
+    window = run["synced"]["windows"][0]
+    assert window["base_backups"] == [base["backup_id"]] and window["start"] < iso(middle) < window["end"], run
+
+    target = str(server_tmp_path / "pitr")
+    restore_args = dict(repo=repo, cluster="shop", engine="postgresql", restore_time=iso(middle), data_dir=target)
+    run = run_tasks([task("restore", "planned", **restore_args)], check=True)
+    plan = run["planned"]["plan"]
+    assert plan["source"] == "repository" and plan["backup_id"] == base["backup_id"] and plan["recovery"] == "point-in-time", run
+    assert not os.path.exists(target)
+    run = run_tasks([task("restore", "pitr", **restore_args)])
+    assert run["pitr"]["restored"]["from"] == "repository" and run["pitr"]["restored"]["wal_segments"] >= 2, run
+    pg.stop()
+    restored = postgres_on_datadir(target, password=pg.password)
+    wait_promoted(restored)
+    assert rows(restored, "SELECT string_agg(id::text, ',' ORDER BY id) FROM orders WHERE id > 100") == ["101"]
+    assert rows(restored, "SELECT count(*) FROM orders") == ["101"]
+
+
+def sessions(pg):
+    return rows(pg, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'dataprotection.databases'")
+
+
+def test_refusals_and_failures_change_nothing(tmp_path, postgres_factory, postgres_on_datadir, btrfs_fs):
+    pg, subvolume = pg_on_btrfs(postgres_factory, postgres_on_datadir, btrfs_fs)
+    repo = {"type": "local", "path": str(tmp_path / "repo")}
+    assert run_tasks([task("backup_repo", "repo", repo=repo)])["repo"]["changed"]
+    common = dict(repo=repo, cluster="orders", engine="postgresql", connection=pg.connection, method="volume-snapshot")
+    other = postgres_factory()  # its data directory is not on btrfs
+    blocked = btrfs_fs.path("blocked")
+    os.mkdir(blocked)
+    run = run_tasks([
+        task("backup", "not_btrfs", **dict(common, connection=other.connection, cluster="other", snapshot={"provider": "btrfs"})),
+        task("backup", "no_snapshot", **common),
+        task("backup", "stream_remote", **dict(common, snapshot={"provider": "aws_ebs", "volume_ids": ["vol-0123456789abcdef0"],
+                                                                   "region": "us-east-1", "stream": True})),
+        task("backup", "keep_only_copy", **dict(common, snapshot={"provider": "btrfs", "keep": False})),
+        task("backup", "mongodb", **dict(common, engine="mongodb", snapshot={"provider": "btrfs"})),
+        task("backup", "snapshot_on_tool", **dict(common, method="pg-basebackup", snapshot={"provider": "btrfs"})),
+        task("backup", "wrong_password", **dict(common, connection=dict(pg.connection, password="wrong"), snapshot={"provider": "btrfs"})),
+    ])
+    assert run["not_btrfs"]["failed"] and "not on btrfs" in run["not_btrfs"]["msg"], run["not_btrfs"]
+    assert run["no_snapshot"]["failed"] and "needs the option snapshot" in run["no_snapshot"]["msg"]
+    assert run["stream_remote"]["failed"] and "only possible with a provider of this host" in run["stream_remote"]["msg"]
+    assert run["keep_only_copy"]["failed"] and "would delete the only copy" in run["keep_only_copy"]["msg"]
+    assert run["mongodb"]["failed"] and "not implemented" in run["mongodb"]["msg"], run["mongodb"]
+    assert run["snapshot_on_tool"]["failed"] and "belongs to method volume-snapshot" in run["snapshot_on_tool"]["msg"]
+    assert run["wrong_password"]["failed"] and "password authentication failed" in run["wrong_password"]["msg"]
+    assert not os.path.exists(os.path.join(repo["path"], "orders", "backups"))
+    assert btrfs_fs.subvolumes() == ["pgdata"]
+
+    # A failure while the server is in backup mode: the snapshot cannot be made (an immutable snapshot_dir).
+    subprocess.check_call(["chattr", "+i", blocked])
+    try:
+        run = run_tasks([task("backup", "failed", **dict(common, snapshot={"provider": "btrfs", "snapshot_dir": blocked}))])
+    finally:
+        subprocess.check_call(["chattr", "-i", blocked])
+    assert run["failed"]["failed"] and "btrfs subvolume snapshot" in run["failed"]["msg"], run["failed"]
+    assert sessions(pg) == ["0"], "the backup mode's session outlived the failure"
+    assert btrfs_fs.subvolumes() == ["pgdata"] and os.listdir(blocked) == []
+    backups = os.path.join(repo["path"], "orders", "backups")
+    assert not os.path.exists(backups) or os.listdir(backups) == [], "a failed backup left objects"
+    run = run_tasks([task("backup", "after", **dict(common, snapshot={"provider": "btrfs"}))])
+    assert run["after"]["backup"]["status"] == "completed", run  # the lease and the backup mode were released
+    backup_id = run["after"]["backup"]["backup_id"]
+
+    # Restore refusals: a non-empty target without force, a running server's directory even with force, no streamed copy.
+    busy = btrfs_fs.subvolume("busy")
+    with open(os.path.join(busy, "keep.txt"), "w") as handle:
+        handle.write("precious")
+    args = dict(repo=repo, cluster="orders", engine="postgresql", backup_id=backup_id)
+    run = run_tasks([
+        task("restore", "not_empty", data_dir=busy, **args),
+        task("restore", "in_use", data_dir=subvolume, force=True, **args),
+        task("restore", "no_copy", data_dir=str(tmp_path / "x"), source="repository", **args),
+        task("restore", "no_data_dir", **args),
+    ])
+    assert run["not_empty"]["failed"] and "not empty" in run["not_empty"]["msg"] and "force" in run["not_empty"]["msg"]
+    assert run["in_use"]["failed"] and "in use" in run["in_use"]["msg"], run["in_use"]
+    assert run["no_copy"]["failed"] and "no copy of its files in the repository" in run["no_copy"]["msg"]
+    assert run["no_data_dir"]["failed"] and "needs data_dir" in run["no_data_dir"]["msg"], run["no_data_dir"]
+    assert open(os.path.join(busy, "keep.txt")).read() == "precious" and not os.path.exists(str(tmp_path / "x"))
+    assert rows(pg, "SELECT 1") == ["1"]
