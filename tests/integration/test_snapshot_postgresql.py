@@ -219,3 +219,58 @@ def test_refusals_and_failures_change_nothing(tmp_path, postgres_factory, postgr
     assert run["no_data_dir"]["failed"] and "needs data_dir" in run["no_data_dir"]["msg"], run["no_data_dir"]
     assert open(os.path.join(busy, "keep.txt")).read() == "precious" and not os.path.exists(str(tmp_path / "x"))
     assert rows(pg, "SELECT 1") == ["1"]
+
+
+def test_aws_ebs_snapshot_backup_retention_and_restore(tmp_path, postgres_factory, s3_server):
+    """EBS snapshots through moto's EC2 API in server mode around PostgreSQL's backup mode.
+
+    moto keeps no block data: this proves the orchestration (backup mode held until the snapshots are started,
+    tags, the manifest's records, retention deleting the snapshots through EC2, a restore into new volumes in a
+    zone and the step that follows), not that EBS holds the data.
+    """
+    pg = postgres_factory()
+    ec2 = s3_server.client("ec2")
+    volume_id = ec2.create_volume(AvailabilityZone=ZONE, Size=8, VolumeType="gp3")["VolumeId"]
+    connection = {"region": s3_server.region, "endpoint_url": s3_server.endpoint_url,
+                  "access_key": s3_server.access_key, "secret_key": s3_server.secret_key}
+    repo = {"type": "local", "path": str(tmp_path / "repo")}
+    assert run_tasks([task("backup_repo", "repo", repo=repo)])["repo"]["changed"]
+    args = dict(repo=repo, cluster="orders", engine="postgresql", method="volume-snapshot", connection=pg.connection,
+                snapshot=dict(connection, provider="aws_ebs", volume_ids=[volume_id], tags={"team": "db"}))
+    run = run_tasks([task("backup", "planned", **args)], check=True)
+    plan = run["planned"]["plan"]
+    assert plan["provider"] == "aws_ebs" and plan["snapshot"]["volumes"][0]["id"] == volume_id and plan["quiesce"], run
+    assert s3_server.secret_key not in json.dumps(run.results) and s3_server.secret_key not in run.stdout
+    assert ec2.describe_snapshots(Filters=[{"Name": "volume-id", "Values": [volume_id]}])["Snapshots"] == []
+
+    first = run_tasks([task("backup", "taken", **args)])["taken"]["backup"]
+    time.sleep(1.1)
+    second = run_tasks([task("backup", "taken", **args)])["taken"]["backup"]
+    assert first["consistency"] == "application" and first["objects"] and first["snapshots"][0]["source"] == volume_id, first
+    snapshot_id = first["snapshots"][0]["id"]
+    described = ec2.describe_snapshots(SnapshotIds=[snapshot_id])["Snapshots"][0]
+    tags = dict((t["Key"], t["Value"]) for t in described["Tags"])
+    assert tags["dataprotection.backup_id"] == first["backup_id"] and tags["team"] == "db" and described["State"] == "completed"
+    manifest = manifest_of(repo, "orders", first["backup_id"])
+    assert manifest["snapshots"][0]["id"] == snapshot_id and manifest["snapshot_provider"] == "aws_ebs"
+    assert s3_server.secret_key not in json.dumps(manifest)
+
+    # Retention deletes the older backup and its EBS snapshot through EC2, with the credentials of the environment.
+    env = {"AWS_ACCESS_KEY_ID": s3_server.access_key, "AWS_SECRET_ACCESS_KEY": s3_server.secret_key}
+    run = run_tasks([task("backup_retention", "retention", repo=repo, cluster="orders", keep_last=1)], extra_env=env)
+    assert [b["backup_id"] for b in run["retention"]["expired"]] == [first["backup_id"]], run
+    assert ec2.describe_snapshots(Filters=[{"Name": "snapshot-id", "Values": [snapshot_id]}])["Snapshots"] == []
+
+    # Restore: a new volume in the zone from the newer backup's snapshot, and what to do next.
+    restore_args = dict(repo=repo, cluster="orders", engine="postgresql", backup_id=second["backup_id"],
+                        snapshot=dict(dict((k, v) for k, v in connection.items() if k != "region"), availability_zone=ZONE))
+    run = run_tasks([task("restore", "planned", **restore_args)], check=True)
+    assert "plan" in run["planned"], run["planned"]
+    assert run["planned"]["plan"]["volumes"][0]["volume_id"] is None and "source: mounted" in run["planned"]["plan"]["next"], run
+    before = len(ec2.describe_volumes()["Volumes"])
+    run = run_tasks([task("restore", "restored", **restore_args)])
+    made = run["restored"]["restored"]["volumes"][0]
+    assert made["availability_zone"] == ZONE and made["snapshot_id"] == second["snapshots"][0]["id"], run
+    assert len(ec2.describe_volumes()["Volumes"]) == before + 1
+    volume = ec2.describe_volumes(VolumeIds=[made["volume_id"]])["Volumes"][0]
+    assert volume["SnapshotId"] == second["snapshots"][0]["id"] and volume["State"] == "available"
