@@ -45,7 +45,6 @@ from ansible_collections.dataprotection.databases.plugins.module_utils import en
 from ansible_collections.dataprotection.databases.plugins.module_utils.errors import ConfigError, DataProtectionError, EngineError
 from ansible_collections.dataprotection.databases.plugins.module_utils.locking import Lease
 from ansible_collections.dataprotection.databases.plugins.module_utils.manifest import new_backup_id, write_manifest
-from ansible_collections.dataprotection.databases.plugins.module_utils.quiesce import Quiesce  # noqa: F401 (engines subclass it)
 from ansible_collections.dataprotection.databases.plugins.module_utils.repoconfig import open_repository
 from ansible_collections.dataprotection.databases.plugins.module_utils.timeutil import format_time, utcnow
 

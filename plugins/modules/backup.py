@@ -44,6 +44,21 @@ description:
     C(/api/v1/status/flags), so the module must run on the Prometheus host, as root or as the user Prometheus runs as.
     The manifest records the time range of the data (C(min_time), C(max_time)) and its blocks. A snapshot without data
     (a server that has stored no samples yet) is refused. No compression (the support matrix)."
+  - "O(method=volume-snapshot) (PostgreSQL, MySQL/MariaDB, Redis, Prometheus): the volumes are snapshotted by the provider
+    O(snapshot.provider) while the database is held at a consistent point, and released as soon as the snapshots' point in
+    time is fixed (before a cloud has finished copying them), and on every failure path. PostgreSQL runs in backup mode
+    (C(pg_backup_start)/C(pg_backup_stop) on one session); the C(backup_label) goes into the manifest and the WAL from the
+    backup's start to its stop is read from the server (C(pg_read_binary_file)) and stored, so the snapshot restores without
+    a WAL archive and serves as the base of point-in-time restores. MySQL/MariaDB holds C(FLUSH TABLES WITH READ LOCK) and
+    records the binlog position; Redis completes a C(BGSAVE) first; Prometheus takes a TSDB snapshot (the head persisted)
+    onto the volume. The manifest records the provider's snapshot ids and C(consistency) (C(application))."
+  - "The snapshot providers: C(btrfs) and C(lvm) on this host (the data directory must lie on the volume; nested
+    subvolumes, mounts, tablespaces or a C(pg_wal) elsewhere are refused), C(aws_ebs) and C(kubernetes) (CSI VolumeSnapshots)
+    through their APIs. O(snapshot.stream=true) also copies a local snapshot's files into the repository. A failure deletes
+    the snapshots the run made; the backup's manifest is written last."
+  - "Of the volume-snapshot providers, C(btrfs) and C(aws_ebs) (against an EC2 API server) are tested end to end; C(lvm)
+    (no device-mapper on the test machines) and C(kubernetes) (no cluster) are tested against their command lines and
+    a fake API server and are B(experimental) until proven on real systems (see the collection's docs/snapshots.md)."
 author:
   - dataprotection.databases maintainers (@dataprotection-databases)
 extends_documentation_fragment:
@@ -71,6 +86,7 @@ options:
       - The backup method. It must be a full-backup method the support matrix offers for O(engine)
         (see the C(dataprotection.databases.support_matrix) lookup).
       - Defaults to the engine's tool method (V(pg-basebackup), V(xtrabackup), V(datafile), V(tsdb-snapshot)).
+      - V(volume-snapshot) takes a volume snapshot instead, as O(snapshot) says.
     type: str
   compression:
     description:
@@ -150,6 +166,59 @@ EXAMPLES = r"""
       user: backup
       password: "{{ vault_mysql_backup_password }}"
     parallel: 2
+
+- name: Snapshot the btrfs subvolume of the local PostgreSQL in backup mode, and keep a copy in the repository
+  dataprotection.databases.backup:
+    repo:
+      type: local
+      path: /var/backups/dataprotection
+    cluster: orders-db
+    engine: postgresql
+    method: volume-snapshot
+    connection:
+      socket: /var/run/postgresql
+    snapshot:
+      provider: btrfs
+      stream: true
+
+- name: EBS snapshots of the data volume of a MariaDB instance, held under FLUSH TABLES WITH READ LOCK
+  dataprotection.databases.backup:
+    repo:
+      type: s3
+      bucket: db-backups
+    cluster: shop-db
+    engine: mysql
+    method: volume-snapshot
+    connection:
+      socket: /run/mysqld/mysqld.sock
+      user: backup
+      password: "{{ vault_mysql_backup_password }}"
+    snapshot:
+      provider: aws_ebs
+      region: eu-west-1
+      instance_id: i-0123456789abcdef0
+      device_names: [/dev/sdf]
+      tags:
+        team: shop
+
+- name: CSI VolumeSnapshots of a PostgreSQL's PVC in Kubernetes
+  dataprotection.databases.backup:
+    repo:
+      type: s3
+      bucket: db-backups
+    cluster: orders-db
+    engine: postgresql
+    method: volume-snapshot
+    connection:
+      host: 127.0.0.1
+      port: 15432
+      password: "{{ vault_pg_password }}"
+    snapshot:
+      provider: kubernetes
+      namespace: orders
+      pvc_names: [data-orders-db-0]
+      volume_snapshot_class: csi-snapclass
+      context: prod
 """
 
 RETURN = r"""
@@ -203,6 +272,22 @@ backup:
     engine_version:
       description: Version of the database server.
       type: str
+    type:
+      description: V(full), or V(snapshot) for O(method=volume-snapshot).
+      type: str
+    snapshots:
+      description: With O(method=volume-snapshot), the snapshots kept (C(provider), C(id), C(source), C(created)); empty when streamed and not kept.
+      type: list
+      elements: dict
+    consistency:
+      description: With O(method=volume-snapshot), V(application) (the engine was quiesced) or V(crash).
+      type: str
+    quiesce_seconds:
+      description: With O(method=volume-snapshot), how long the database was held.
+      type: float
+    streamed:
+      description: With O(method=volume-snapshot), whether the snapshot's files were copied into the repository.
+      type: bool
 plan:
   description: In check mode, what the backup would do - the server, its version and identity, the tools, compression and encryption.
   returned: check mode

@@ -45,6 +45,12 @@ description:
     Prometheus is started as O(owner) on 127.0.0.1:O(port) with a minimal configuration (no scrape jobs) and that
     retention, from a directory C(.dp-prometheus-<port>-*) next to O(data_dir), and the module waits until C(/-/ready)
     answers; stop it by the returned pid."
+  - "A volume-snapshot backup restores from its snapshot (O(source)): C(btrfs) makes a writable subvolume at O(data_dir) on the
+    snapshot's file system, C(lvm) a new logical volume mounted at O(data_dir); the engine then finishes the data directory
+    (PostgreSQL - the manifest's C(backup_label), the WAL from the backup's start to its stop, and for O(restore_time) the
+    archived WAL and recovery settings) and, with O(start=true), starts it. C(aws_ebs) and C(kubernetes) make new volumes or
+    PersistentVolumeClaims from the snapshots as O(snapshot) says and return the next step - mount them, then run this module
+    again with O(source=mounted) and O(data_dir) on the mounted volume. A streamed backup also restores from the repository."
 author:
   - dataprotection.databases maintainers (@dataprotection-databases)
 extends_documentation_fragment:
@@ -193,6 +199,43 @@ EXAMPLES = r"""
     owner: mysql
     start: true
     port: 3307
+
+- name: Restore a btrfs snapshot backup as a new subvolume and start PostgreSQL on it
+  dataprotection.databases.restore:
+    repo:
+      type: local
+      path: /var/backups/dataprotection
+    engine: postgresql
+    cluster: orders-db
+    backup_id: orders-db-volume-snapshot-20261125100000
+    data_dir: /srv/btrfs/pg-restored
+    start: true
+    port: 5433
+
+- name: New EBS volume from a snapshot backup, attached to an instance
+  dataprotection.databases.restore:
+    repo:
+      type: s3
+      bucket: db-backups
+    engine: postgresql
+    cluster: orders-db
+    backup_id: orders-db-volume-snapshot-20261125100000
+    snapshot:
+      availability_zone: eu-west-1a
+      instance_id: i-0123456789abcdef0
+      device_name: /dev/sdg
+  register: volumes
+
+- name: After mounting it, finish the data directory on it (backup_label, WAL, recovery settings)
+  dataprotection.databases.restore:
+    repo:
+      type: s3
+      bucket: db-backups
+    engine: postgresql
+    cluster: orders-db
+    backup_id: orders-db-volume-snapshot-20261125100000
+    source: mounted
+    data_dir: /mnt/restored/pgdata
 """
 
 RETURN = r"""
@@ -232,6 +275,19 @@ restored:
       type: dict
     restore_time:
       description: The recovery target.
+      type: str
+    from:
+      description: For a volume-snapshot backup, where the files came from (the snapshot, the repository, a mounted volume).
+      type: str
+    snapshot:
+      description: For a local snapshot restore, what the provider made (C(path), C(data_dir)).
+      type: dict
+    volumes:
+      description: For an C(aws_ebs) or C(kubernetes) snapshot restore, the volumes or PVCs made, one per snapshot.
+      type: list
+      elements: dict
+    next:
+      description: For an C(aws_ebs) or C(kubernetes) snapshot restore, what to do once the new volumes are mounted.
       type: str
     server:
       description: With O(start=true), the started server (port, socket or socket_dir, log) once it accepts connections (PostgreSQL - once promoted).

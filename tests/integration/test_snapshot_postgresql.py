@@ -28,8 +28,6 @@ import shutil
 import subprocess
 import time
 
-import pytest
-
 from harness.loopfs import btrfs_fs  # noqa: F401  pylint: disable=unused-import
 from harness.playbook import iso, now, run_tasks, task
 
@@ -155,6 +153,13 @@ def test_streamed_snapshot_is_a_pitr_base(tmp_path, postgres_factory, postgres_o
     assert rows(restored, "SELECT count(*) FROM orders") == ["101"]
 
 
+def merged(base, **changes):
+    """``base`` with ``changes`` applied (a copy)."""
+    result = dict(base)
+    result.update(changes)
+    return result
+
+
 def sessions(pg):
     return rows(pg, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'dataprotection.databases'")
 
@@ -168,14 +173,14 @@ def test_refusals_and_failures_change_nothing(tmp_path, postgres_factory, postgr
     blocked = btrfs_fs.path("blocked")
     os.mkdir(blocked)
     run = run_tasks([
-        task("backup", "not_btrfs", **dict(common, connection=other.connection, cluster="other", snapshot={"provider": "btrfs"})),
+        task("backup", "not_btrfs", **merged(common, connection=other.connection, cluster="other", snapshot={"provider": "btrfs"})),
         task("backup", "no_snapshot", **common),
-        task("backup", "stream_remote", **dict(common, snapshot={"provider": "aws_ebs", "volume_ids": ["vol-0123456789abcdef0"],
-                                                                   "region": "us-east-1", "stream": True})),
-        task("backup", "keep_only_copy", **dict(common, snapshot={"provider": "btrfs", "keep": False})),
-        task("backup", "mongodb", **dict(common, engine="mongodb", snapshot={"provider": "btrfs"})),
-        task("backup", "snapshot_on_tool", **dict(common, method="pg-basebackup", snapshot={"provider": "btrfs"})),
-        task("backup", "wrong_password", **dict(common, connection=dict(pg.connection, password="wrong"), snapshot={"provider": "btrfs"})),
+        task("backup", "stream_remote", **merged(common, snapshot={
+            "provider": "aws_ebs", "volume_ids": ["vol-0123456789abcdef0"], "region": "us-east-1", "stream": True})),
+        task("backup", "keep_only_copy", **merged(common, snapshot={"provider": "btrfs", "keep": False})),
+        task("backup", "mongodb", **merged(common, engine="mongodb", snapshot={"provider": "btrfs"})),
+        task("backup", "snapshot_on_tool", **merged(common, method="pg-basebackup", snapshot={"provider": "btrfs"})),
+        task("backup", "wrong_password", **merged(common, connection=dict(pg.connection, password="wrong"), snapshot={"provider": "btrfs"})),
     ])
     assert run["not_btrfs"]["failed"] and "not on btrfs" in run["not_btrfs"]["msg"], run["not_btrfs"]
     assert run["no_snapshot"]["failed"] and "needs the option snapshot" in run["no_snapshot"]["msg"]
@@ -190,7 +195,7 @@ def test_refusals_and_failures_change_nothing(tmp_path, postgres_factory, postgr
     # A failure while the server is in backup mode: the snapshot cannot be made (an immutable snapshot_dir).
     subprocess.check_call(["chattr", "+i", blocked])
     try:
-        run = run_tasks([task("backup", "failed", **dict(common, snapshot={"provider": "btrfs", "snapshot_dir": blocked}))])
+        run = run_tasks([task("backup", "failed", **merged(common, snapshot={"provider": "btrfs", "snapshot_dir": blocked}))])
     finally:
         subprocess.check_call(["chattr", "-i", blocked])
     assert run["failed"]["failed"] and "btrfs subvolume snapshot" in run["failed"]["msg"], run["failed"]
@@ -198,7 +203,7 @@ def test_refusals_and_failures_change_nothing(tmp_path, postgres_factory, postgr
     assert btrfs_fs.subvolumes() == ["pgdata"] and os.listdir(blocked) == []
     backups = os.path.join(repo["path"], "orders", "backups")
     assert not os.path.exists(backups) or os.listdir(backups) == [], "a failed backup left objects"
-    run = run_tasks([task("backup", "after", **dict(common, snapshot={"provider": "btrfs"}))])
+    run = run_tasks([task("backup", "after", **merged(common, snapshot={"provider": "btrfs"}))])
     assert run["after"]["backup"]["status"] == "completed", run  # the lease and the backup mode were released
     backup_id = run["after"]["backup"]["backup_id"]
 

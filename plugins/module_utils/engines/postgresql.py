@@ -431,7 +431,7 @@ def plan_snapshot(request, local=False):
         "timeline": server["timeline"],
         "data_dir": data_dir,
         "wal_segment_size": int(row[3]),
-        "quiesce": "%s ... %s" % (start.split("(")[0], stop.split("(")[0]),
+        "quiesce": "%s ... %s" % (start.split("(", 1)[0], stop.split("(", 1)[0]),
         "warnings": warnings,
     }
 
