@@ -304,10 +304,12 @@ def run_restore(repository, manifest, request, logs=None, check_mode=False):
     if not data_dir:
         raise ConfigError("restoring backup %s from %s needs data_dir" % (manifest["backup_id"], source))
     plan.update(engine.plan_snapshot_restore(repository, manifest, request, logs, data_dir, mounted=source == "mounted"))
+    target = data_dir
     if source == "snapshot":
         if len(records) != 1:
             raise ConfigError("backup %s has %d snapshots; a local restore takes one" % (manifest["backup_id"], len(records)))
-        plan["snapshot"] = provider.restore(records[0], data_dir, check_mode=True, force=request.force)
+        target = _local_target(provider, request, data_dir)
+        plan["snapshot"] = provider.restore(records[0], target, check_mode=True, force=request.force)
     if check_mode:
         return {"changed": True, "plan": plan}
     if source == "repository":
@@ -321,7 +323,7 @@ def run_restore(repository, manifest, request, logs=None, check_mode=False):
         restored = engine.finish_snapshot_restore(repository, manifest, request, logs, data_dir)
         restored["from"] = "mounted volume"
     else:
-        made = provider.restore(records[0], data_dir, force=request.force)
+        made = provider.restore(records[0], target, force=request.force)
         data_dir = made.get("data_dir") or data_dir
         try:
             restored = engine.finish_snapshot_restore(repository, manifest, request, logs, data_dir)
@@ -334,6 +336,18 @@ def run_restore(repository, manifest, request, logs=None, check_mode=False):
         restored["from"] = "snapshot %s" % records[0].get("id")
         restored["snapshot"] = made
     return {"changed": True, "plan": plan, "restored": restored}
+
+
+def _local_target(provider, request, data_dir):
+    """What a local provider restores to: btrfs a path (the new subvolume), lvm a dict (the new volume, mounted at data_dir)."""
+    given = dict(request.options.get("snapshot") or {})
+    if provider.PROVIDER == "btrfs":
+        if given:
+            raise ConfigError("a btrfs restore takes no snapshot options (%s): the new subvolume is made at data_dir" % ", ".join(sorted(given)),
+                              hint="Remove the snapshot option")
+        return data_dir
+    given["mount_point"] = given.get("mount_point") or data_dir
+    return given
 
 
 def _restore_remote(provider, engine, manifest, request, records, logs, plan, check_mode):
