@@ -59,6 +59,9 @@ options:
       mount_options:
         description: C(lvm) - options to mount the snapshot read-only with, for O(snapshot.stream). Default - by file system type.
         type: str
+      snapshot_name:
+        description: C(lvm) - the snapshot LV's name pattern; must contain C({backup_id}) (C({vg}) and C({lv}) may be used too).
+        type: str
       volume_ids:
         description: C(aws_ebs) - the EBS volumes to snapshot.
         type: list
@@ -92,7 +95,9 @@ options:
         description: C(aws_ebs), C(kubernetes) - verify TLS certificates. Default - true.
         type: bool
       tags:
-        description: C(aws_ebs) - tags set on every snapshot (the backup id, device and O(labels) are added).
+        description:
+          - C(aws_ebs) - tags set on every snapshot (the backup id, device and O(labels) are added).
+          - C(lvm) - LVM tags (C(key=value)) added to the snapshot LV.
         type: dict
       wait_timeout:
         description: C(aws_ebs), C(kubernetes) - seconds to wait for the snapshots to complete or become ready (1800, 600).

@@ -84,6 +84,7 @@ SNAPSHOT_OPTIONS = dict(
     logical_volume=dict(type="str"),
     size=dict(type="str"),
     mount_options=dict(type="str"),
+    snapshot_name=dict(type="str"),
     volume_ids=dict(type="list", elements="str"),
     instance_id=dict(type="str"),
     device_names=dict(type="list", elements="str"),
