@@ -246,6 +246,24 @@ class FeedingTool(object):
         self.reader.join(10)
 
 
+def end_client(proc, wait=10):
+    """End an interactive client fed on stdin: close its input, wait (kill after ``wait`` seconds), close its pipes."""
+    try:
+        proc.stdin.close()
+    except (IOError, OSError):
+        pass
+    try:
+        proc.wait(wait)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    for handle in (proc.stdout, proc.stderr):
+        try:
+            handle.close()
+        except (IOError, OSError):
+            pass
+
+
 class ClientSession(object):
     """One interactive client process (``psql``, ``mariadb``) fed statements on stdin, one at a time.
 
@@ -323,20 +341,7 @@ class ClientSession(object):
 
     def close(self):
         """End the client (and so its session); never raises."""
-        try:
-            self.proc.stdin.close()
-        except (IOError, OSError):
-            pass
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        for handle in (self.proc.stdout, self.proc.stderr):
-            try:
-                handle.close()
-            except (IOError, OSError):
-                pass
+        end_client(self.proc)
 
     def __enter__(self):
         return self
