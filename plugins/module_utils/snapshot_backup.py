@@ -107,6 +107,8 @@ def plan(repository, request):
     provider, spec = check_spec(request.snapshot)
     stream, keep = stream_settings(provider, spec)
     engine = _engine(request)
+    if hasattr(provider, "check_labels"):
+        provider.check_labels(request.labels)
     engine_plan = engine.plan_snapshot(request, local=getattr(provider, "LOCAL", False))
     provider_plan = provider.plan(spec, data_dir=engine_plan.get("data_dir") if getattr(provider, "LOCAL", False) else None)
     return engine_plan, provider, provider_plan, stream, keep

@@ -754,6 +754,11 @@ def _credentials_entry(settings):
     return {"credentials": FROM_SPEC, "credentials_ref": ref}
 
 
+def check_labels(labels):
+    """Refuse, before the database is quiesced, backup labels that cannot tag a snapshot."""
+    return _snapshot_tags({}, labels, "check", None)
+
+
 def plan(spec, data_dir=None):
     """Check, reading only, that the volumes ``spec`` names can be snapshotted; return the plan (no secrets in it)."""
     settings = normalize_spec(spec)
