@@ -33,6 +33,8 @@ description:
     would, so that a schedule that cannot succeed (wrong credentials, a missing tool) is refused now rather than failing at night.
   - A method the support matrix does not offer for the engine, an invalid cron or retention period, and a retention policy that
     would delete every backup are refused before anything is written.
+  - "With O(method=volume-snapshot), O(snapshot) is stored in the configuration and each run takes a volume-snapshot backup
+    as M(dataprotection.databases.backup) does; retention deletes the expired backups' snapshots through their provider."
   - As an alternative to host timers, schedule the C(playbooks/backup.yml) job template in AWX/Tower (see the collection's
     C(docs/scheduling.md)).
 author:
@@ -41,6 +43,7 @@ extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - dataprotection.databases.repo
   - dataprotection.databases.connection
+  - dataprotection.databases.snapshot
 attributes:
   check_mode:
     support: full
@@ -262,7 +265,9 @@ notes:
   returned: always
 """
 
-from ansible_collections.dataprotection.databases.plugins.module_utils.args_common import engine_argument_spec
+from copy import deepcopy
+
+from ansible_collections.dataprotection.databases.plugins.module_utils.args_common import SNAPSHOT_OPTIONS, engine_argument_spec, given
 from ansible_collections.dataprotection.databases.plugins.module_utils.logbackup import LogBackupRequest
 from ansible_collections.dataprotection.databases.plugins.module_utils.matrix import check_method, default_method
 from ansible_collections.dataprotection.databases.plugins.module_utils.module import DataProtectionModule
@@ -287,6 +292,7 @@ def run(module):
             retention=dict((k, params[k]) for k in ("retention_period", "keep_last", "min_window", "retain_latest")),
             enabled=params["enabled"], connection=params["connection"], compression=params["compression"],
             compression_level=params["compression_level"], labels=params["labels"], parallel=params["parallel"], options=options,
+            snapshot=given(params["snapshot"]),
         )
         result = ensure_present(request, check_mode=module.check_mode, validate=params["validate"])
     diff = result.pop("diff", [])
@@ -318,6 +324,7 @@ def main():
             labels=dict(type="dict", default={}),
             parallel=dict(type="int"),
             validate=dict(type="bool", default=True),
+            snapshot=dict(type="dict", options=deepcopy(SNAPSHOT_OPTIONS)),
         ),
         required_if=[("state", "present", ["cron"])],
         supports_check_mode=True,

@@ -279,3 +279,37 @@ def test_aws_ebs_snapshot_backup_retention_and_restore(tmp_path, postgres_factor
     assert len(ec2.describe_volumes()["Volumes"]) == before + 1
     volume = ec2.describe_volumes(VolumeIds=[made["volume_id"]])["Volumes"][0]
     assert volume["SnapshotId"] == second["snapshots"][0]["id"] and volume["State"] == "available"
+
+
+def test_scheduled_snapshot_backups_with_retention(tmp_path, postgres_factory, postgres_on_datadir, btrfs_fs, agent):
+    """A backup_schedule of method volume-snapshot: the cron line, run twice by the host command, takes two snapshot
+    backups; the schedule's retention (keep_last 1) deletes the older backup and its btrfs snapshot."""
+    pg, subvolume = pg_on_btrfs(postgres_factory, postgres_on_datadir, btrfs_fs)
+    repo = {"type": "local", "path": str(tmp_path / "repo")}
+    assert run_tasks([task("backup_repo", "repo", repo=repo)])["repo"]["changed"]
+    cron_dir = tmp_path / "cron.d"
+    sched = dict(repo=repo, name="orders-snap", cluster="orders", engine="postgresql", method="volume-snapshot", connection=pg.connection,
+                 snapshot={"provider": "btrfs"}, cron="@hourly", keep_last=1, scheduler="cron", scheduler_dir=str(cron_dir), **agent)
+    run = run_tasks([task("backup_schedule", "made", **sched)])
+    made = run["made"]
+    assert made["changed"], run
+    config = json.load(open(made["config_path"]))
+    assert config["snapshot"] == {"provider": "btrfs", "stream": False, "keep": True} and config["method"] == "volume-snapshot"
+    line = [entry for entry in open(str(cron_dir / "dataprotection-backup-orders-snap")).read().splitlines()
+            if entry and not entry.startswith(("#", "CRON_TZ"))][0]
+    command = line.split(None, 2)[2]
+    assert command == made["command"]
+
+    def run_command():
+        proc = subprocess.run(command.split(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=300, check=False)
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+
+    first = run_command()
+    time.sleep(1.1)
+    second = run_command()
+    assert first["backup"]["type"] == "snapshot" and second["backup"]["consistency"] == "application", second
+    assert second["retention"]["expired"] == [first["backup"]["backup_id"]], second
+    assert btrfs_fs.subvolumes() == [".dataprotection-snapshots/%s" % second["backup"]["backup_id"], "pgdata"]
+    info = run_tasks([task("backup_info", "info", repo=repo, cluster="orders", verify=True)])["info"]
+    assert [b["backup_id"] for b in info["backups"]] == [second["backup"]["backup_id"]] and info["verification"]["ok"], info
