@@ -48,6 +48,11 @@ options:
       snapshot_dir:
         description: C(btrfs) - where the snapshots go, on the same file system. Default - C(.dataprotection-snapshots) next to the subvolume.
         type: path
+      data_dir:
+        description:
+          - Qdrant and Weaviate, with C(btrfs) or C(lvm) - the server's storage directory on this host (their snapshots are
+            crash-consistent and the server is not contacted, so nothing else tells where the data is).
+        type: path
       logical_volume:
         description: C(lvm) - the logical volume, as C(vg/lv). Default - the one that holds the data directory; another one is refused.
         type: str

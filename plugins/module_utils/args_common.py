@@ -106,6 +106,7 @@ SNAPSHOT_OPTIONS = dict(
     keep=dict(type="bool", default=True),
     subvolume=dict(type="path"),
     snapshot_dir=dict(type="path"),
+    data_dir=dict(type="path"),
     logical_volume=dict(type="str"),
     mount_options=dict(type="str"),
     snapshot_name=dict(type="str"),
