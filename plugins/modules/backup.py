@@ -105,6 +105,12 @@ options:
   parallel:
     description: "MySQL/MariaDB: threads the backup tool copies files with (its C(--parallel)). The tool's default (1) when omitted."
     type: int
+  lock_wait_timeout:
+    description:
+      - "MySQL/MariaDB with O(method=volume-snapshot): seconds C(FLUSH TABLES WITH READ LOCK) may wait behind running statements
+        before the backup gives up (the session's C(lock_wait_timeout)), so that a long query cannot make it block every writer."
+    type: int
+    default: 60
 requirements:
   - zstandard (for V(zstd) compression)
   - boto3 (for O(repo.type=s3))
@@ -318,7 +324,7 @@ def run(module):
         compression=params["compression"],
         compression_level=params["compression_level"],
         labels=params["labels"],
-        options={"parallel": params["parallel"]},
+        options={"parallel": params["parallel"], "lock_wait_timeout": params["lock_wait_timeout"]},
         snapshot=given(params["snapshot"]) or None,
     )
     result = run_backup(module.repo_spec, request, check_mode=module.check_mode)
@@ -334,6 +340,7 @@ def main():
             compression_level=dict(type="int"),
             labels=dict(type="dict", default={}),
             parallel=dict(type="int"),
+            lock_wait_timeout=dict(type="int", default=60),
             snapshot=dict(type="dict", options=deepcopy(SNAPSHOT_OPTIONS)),
         ),
         supports_check_mode=True,

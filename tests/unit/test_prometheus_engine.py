@@ -429,6 +429,12 @@ def test_the_matrix_refuses_compression_log_backups_and_pitr_for_prometheus():
     with pytest.raises(UnsupportedError) as err:
         matrix.check_feature("prometheus", "log")
     assert str(err.value).startswith("engine prometheus does not support log (Log) in the support matrix")
-    with pytest.raises(UnsupportedError) as err:
+    # A volume snapshot is a backup method of its own, with its snapshot option, and stores no compressed copy here.
+    with pytest.raises(ConfigError) as err:
         BackupRequest("prometheus", "volume-snapshot", "metrics")
-    assert "volume-snapshot is not a tool method of engine prometheus" in str(err.value)
+    assert "needs the option snapshot" in str(err.value)
+    request = BackupRequest("prometheus", "volume-snapshot", "metrics", snapshot={"provider": "btrfs", "stream": True})
+    assert request.compression == "none"
+    with pytest.raises(ConfigError) as err:
+        BackupRequest("prometheus", "volume-snapshot", "metrics", compression="zstd", snapshot={"provider": "btrfs"})
+    assert "does not offer compression" in str(err.value)

@@ -571,14 +571,15 @@ def test_limited_reader_stops_at_the_cut(tmp_path):
 # The support matrix ---------------------------------------------------------------
 
 
-def test_datafile_is_implemented_and_volume_snapshot_still_planned():
-    assert matrix.implemented_methods("redis") == ("datafile",)
+def test_datafile_and_volume_snapshot_are_implemented():
+    assert matrix.implemented_methods("redis") == ("datafile", "volume-snapshot")
     assert matrix.default_method("redis", "tool") == "datafile"
     request = BackupRequest("redis", "datafile", "cache", connection={"port": 6379})
     assert request.compression == "zstd"
+    assert matrix.check_method("redis", "volume-snapshot")["kind"] == "snapshot"
     with pytest.raises(UnsupportedError) as err:
-        matrix.check_method("redis", "volume-snapshot")
-    assert "not implemented in this version" in str(err.value)
+        matrix.check_method("redis", "aof-rewrite")
+    assert "not a backup method of engine redis" in str(err.value)
 
 
 def test_log_backups_and_point_in_time_restores_of_redis_are_refused():

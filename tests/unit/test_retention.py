@@ -248,11 +248,11 @@ def test_method_scope_leaves_other_methods_alone_but_they_anchor_wal(repo_dir, r
 
 def test_snapshot_backups_are_kept_until_a_provider_can_delete_them(repo_dir, repo):
     gen = Generator(repo, "vol")
-    old = gen.backup("redis", "volume-snapshot", "2026-07-01T00:00:00Z", {}, snapshots=[{"provider": "lvm", "id": "vg0/data-snap"}])
+    old = gen.backup("redis", "volume-snapshot", "2026-07-01T00:00:00Z", {}, snapshots=[{"provider": "zfs", "id": "tank/data@snap"}])
     for day in range(3):
         gen.backup("redis", "datafile", "2026-08-%02dT00:00:00Z" % (20 + day), {})
     dummy, done = apply(repo_dir, repo, cluster="vol", keep_last=1)
-    assert ids(done["blocked"]) == [old["backup_id"]] and "lvm" in done["blocked"][0]["reason"]
+    assert ids(done["blocked"]) == [old["backup_id"]] and "zfs" in done["blocked"][0]["reason"]
     assert old["backup_id"] in ids(assert_consistent(repo, "vol"))
     assert len(done["expired"]) == 2
 

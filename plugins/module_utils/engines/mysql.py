@@ -28,16 +28,18 @@ import os
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import tempfile
 import time
 
 from ansible_collections.dataprotection.databases.plugins.module_utils import hostfiles, tools
 from ansible_collections.dataprotection.databases.plugins.module_utils.engines import binlog, logarchive
-from ansible_collections.dataprotection.databases.plugins.module_utils.errors import EngineError, ToolError
+from ansible_collections.dataprotection.databases.plugins.module_utils.errors import ConfigError, EngineError, ToolError
+from ansible_collections.dataprotection.databases.plugins.module_utils.quiesce import Quiesce
 from ansible_collections.dataprotection.databases.plugins.module_utils.timeutil import UTC, format_time, utcnow
 
-METHODS = ("xtrabackup", "binlog-archive")
+METHODS = ("xtrabackup", "volume-snapshot", "binlog-archive")
 ENGINE = "mysql"
 LOG_ARCHIVE = binlog
 BACKUP_OBJECT = "backup.xbstream"
@@ -616,6 +618,266 @@ def start_server(conn, data_dir, owner, request):
                        port=port, bind=options.get("listen_addresses"))
     server = _Server(conn, argv, socket, log_file, int(options.get("wait_timeout") or 300), detach=True)
     return {"port": port, "socket": socket, "pid": server.proc.pid, "log": log_file}
+
+
+# Volume snapshots ---------------------------------------------------------
+#
+# The snapshot is taken under FLUSH TABLES WITH READ LOCK, held by one client
+# session: no commit and no binlog write happens while the provider fixes the
+# snapshot's point in time, and the binlog position and GTID set read under the
+# lock are those of the snapshot (what binlog.plan_pitr starts a replay from).
+# InnoDB recovers the snapshot's files on the first start, as after a crash.
+# The session's lock_wait_timeout bounds how long the lock request may wait
+# behind running statements (blocking every writer meanwhile); the end of the
+# session releases the lock on every failure path.
+
+SNAPSHOT_PRIVILEGES = ("RELOAD", ("BINLOG MONITOR", "REPLICATION CLIENT"))
+LOCK_WAIT_TIMEOUT = 60
+# Files of a data directory a server leaves behind that must not reach a new start.
+_STALE = re.compile(r"(\.pid|\.sock|\.sock\.lock)$")
+INNODB_DIRS = ("innodb_data_home_dir", "innodb_log_group_home_dir", "innodb_undo_directory")
+
+
+def _lock_wait_timeout(request):
+    value = request.options.get("lock_wait_timeout")
+    if value is None:
+        return LOCK_WAIT_TIMEOUT
+    try:
+        value = int(value)
+    except (TypeError, ValueError):
+        value = 0
+    if value < 1:
+        raise ConfigError("lock_wait_timeout must be a positive number of seconds, got %r" % (request.options.get("lock_wait_timeout"),))
+    return value
+
+
+def _outside(path, data_dir):
+    """Whether a server path setting (relative ones are below the data directory) lies outside data_dir."""
+    if not path:
+        return False
+    full = os.path.realpath(os.path.join(data_dir, path))
+    return not (full + "/").startswith(os.path.realpath(data_dir).rstrip("/") + "/")
+
+
+def plan_snapshot(request, local=False):
+    """What a volume snapshot of this server needs, read-only: its data directory, the privileges of the read lock."""
+    conn = Connection(request.connection)
+    server = inspect(conn)
+    check_privileges(conn, SNAPSHOT_PRIVILEGES, "a volume-snapshot backup (FLUSH TABLES WITH READ LOCK, SHOW MASTER STATUS)")
+    data_dir = os.path.normpath(server["datadir"] or "")
+    rows = conn.query("SHOW GLOBAL VARIABLES WHERE Variable_name IN (%s)"
+                      % ", ".join("'%s'" % name for name in INNODB_DIRS + ("innodb_flush_log_at_trx_commit",)))
+    settings = dict((row[0].lower(), row[1] if len(row) > 1 else "") for row in rows if row)
+    warnings = []
+    if local:
+        if not os.path.isdir(os.path.join(data_dir, "mysql")):
+            raise EngineError(
+                "the server's data directory %s is not on this host" % data_dir,
+                hint="A btrfs or lvm snapshot is taken on the database host: run the backup there",
+            )
+        outside = ["%s=%s" % (name, settings[name]) for name in INNODB_DIRS if _outside(settings.get(name), data_dir)]
+        if outside:
+            raise EngineError(
+                "the server keeps InnoDB files outside its data directory %s (%s): a snapshot of the data directory's volume would miss them"
+                % (data_dir, ", ".join(outside)),
+                hint="Back it up with method xtrabackup, or snapshot every volume with a cloud provider",
+            )
+        if server["log_bin_basename"] and _outside(server["log_bin_basename"], data_dir):
+            warnings.append("the binary logs (%s) are outside the data directory: the snapshot does not hold them; a point-in-time restore "
+                            "replays them from the binlog archive" % server["log_bin_basename"])
+    if settings.get("innodb_flush_log_at_trx_commit") == "0" or not local and settings.get("innodb_flush_log_at_trx_commit") == "2":
+        warnings.append("innodb_flush_log_at_trx_commit is %s: transactions committed in the last second before the snapshot may be "
+                        "missing from it" % settings["innodb_flush_log_at_trx_commit"])
+    if not server["log_bin"]:
+        warnings.append("log_bin is off: this backup can be restored, but no point-in-time restore can start from it")
+    return {
+        "identity": server["identity"],
+        "server": conn.target(),
+        "server_version": server["version_full"],
+        "flavor": server["flavor"],
+        "data_dir": data_dir,
+        "log_bin": server["log_bin"],
+        "quiesce": "FLUSH TABLES WITH READ LOCK ... UNLOCK TABLES (lock_wait_timeout %ds)" % _lock_wait_timeout(request),
+        "engine_version": server["version"],
+        "server_id": server["server_id"],
+        "server_uuid": server["server_uuid"],
+        "warnings": warnings,
+    }
+
+
+class ReadLock(Quiesce):
+    """FLUSH TABLES WITH READ LOCK on one client session, around the snapshot; the binlog position read under it."""
+
+    consistency = "application"
+
+    def __init__(self, conn, plan, lock_wait_timeout=LOCK_WAIT_TIMEOUT):
+        super(ReadLock, self).__init__()
+        self.conn = conn
+        self.plan = plan
+        self.lock_wait_timeout = lock_wait_timeout
+        self.session = None
+        self.connection_id = None
+
+    def _call(self, sql, timeout=None):
+        try:
+            reply = self.session.call(sql, timeout=timeout)
+        except ToolError as exc:
+            text = str(exc)
+            if "ERROR 1205" in text or "Lock wait timeout exceeded" in text:
+                raise EngineError(
+                    "FLUSH TABLES WITH READ LOCK on %s waited %ds for running statements and gave up; nothing was snapshotted"
+                    % (self.conn.target(), self.lock_wait_timeout),
+                    hint="Run the backup when no long query or transaction holds tables, or raise lock_wait_timeout",
+                )
+            raise self.conn.explain(exc)
+        return [[_unescape(field) for field in line.split("\t")] for line in reply.splitlines()]
+
+    def hold(self):
+        flavor = self.plan["flavor"]
+        argv = ([self.conn.tool("client", flavor)] + self.conn.defaults() + self.conn.address()
+                + ["--batch", "--skip-column-names", "--unbuffered", "--skip-reconnect", "--connect-timeout=10"])
+        self.session = tools.ClientSession(argv, lambda token: "SELECT '%s';" % token, env=self.conn.env(), what="mysql client (read lock)",
+                                           timeout=self.lock_wait_timeout + 60)
+        self.connection_id = int(self._call("SELECT CONNECTION_ID();")[0][0])
+        self._call("SET SESSION lock_wait_timeout = %d;" % self.lock_wait_timeout)
+        self._call("FLUSH TABLES WITH READ LOCK;")
+        self.facts["locked"] = utcnow()
+        status = "SHOW BINARY LOG STATUS;" if flavor == MYSQL and _version(self.plan["server_version"]) >= (8, 2, 0) else "SHOW MASTER STATUS;"
+        rows = [row for row in self._call(status) if row and row[0]]
+        gtid = self._call("SELECT @@GLOBAL.gtid_binlog_pos;" if flavor == MARIADB else "SELECT @@GLOBAL.gtid_executed;")
+        positions = {}
+        if rows:
+            positions = {"binlog_file": rows[0][0], "binlog_pos": int(rows[0][1]), "gtid": "".join(" ".join(r[0] for r in gtid if r).split())}
+        elif self.plan["log_bin"]:
+            raise EngineError("SHOW MASTER STATUS on %s returned no binlog position under the read lock" % self.conn.target(),
+                              hint="Check that the backup user holds BINLOG MONITOR (REPLICATION CLIENT on MySQL)")
+        self.facts["positions"] = positions
+
+    def _release(self):
+        # The client does not reconnect: a session lost while the snapshot was taken fails here, and the backup with it.
+        self._call("UNLOCK TABLES;", timeout=60)
+        self.facts["unlocked"] = utcnow()
+
+    def abort(self):
+        if self.session is None:
+            return
+        try:
+            self.session.call("UNLOCK TABLES;", timeout=10)
+            return
+        except Exception:  # pylint: disable=broad-except
+            pass
+        if self.connection_id is not None:
+            # The session hangs (behind FLUSH TABLES WITH READ LOCK): end it from another connection.
+            try:
+                self.conn.query("KILL %d" % self.connection_id)
+            except Exception:  # pylint: disable=broad-except
+                pass
+
+    def close(self):
+        if self.session is not None:
+            self.session.close()
+
+
+def _version(text):
+    match = _VERSION.search(text or "")
+    return tuple(int(x) for x in match.groups()) if match else (0, 0, 0)
+
+
+def quiesce(request, plan):
+    conn = Connection(request.connection)
+    conn.flavor = plan["flavor"]
+    return ReadLock(conn, plan, _lock_wait_timeout(request))
+
+
+def snapshot_facts(request, ctx, held):
+    """The manifest's facts of a snapshot under the read lock: the binlog position and GTID set of its point in time."""
+    plan = held.plan
+    return {
+        "end_time": held.facts["locked"],
+        "engine_version": plan["engine_version"],
+        "flavor": plan["flavor"],
+        "positions": held.facts["positions"],
+        "server_uuid": plan["server_uuid"],
+        "server_id": plan["server_id"],
+        "data_dir": held.plan["data_dir"],
+        "lock_wait_timeout": held.lock_wait_timeout,
+    }
+
+
+def plan_snapshot_restore(repository, manifest, request, logs, data_dir, mounted=False):
+    """Checks before a snapshot restore touches anything; returns the engine's part of the plan."""
+    owner = _owner(request)
+    hostfiles.lookup_user(owner, "MySQL/MariaDB")
+    if mounted:
+        if not os.path.isdir(os.path.join(data_dir, "mysql")):
+            raise ConfigError(
+                "data_dir %s holds no MySQL/MariaDB data directory (no mysql/ schema)" % data_dir,
+                hint="Mount the volume restored from the snapshot so that data_dir is the data directory in it",
+            )
+        busy = _server_running(data_dir)
+        if busy:
+            raise ConfigError("data_dir %s is in use: %s" % (data_dir, busy), hint="Stop that server first")
+    else:
+        check_target(data_dir, request.force)
+    conn = _restore_conn(manifest, request)
+    needed = []
+    if logs is not None or request.options.get("start"):
+        needed += ["server", "client"]
+    positions = manifest.get("positions") or {}
+    if logs is not None:
+        needed.append("binlog")
+        if not positions.get("binlog_file"):
+            raise EngineError("backup %s recorded no binlog position: no point-in-time restore can start from it" % manifest["backup_id"],
+                              hint="Choose a restore_time served by another backup (backup_info lists the windows)")
+    plan = {
+        "data_dir": data_dir,
+        "owner": owner,
+        "flavor": conn.flavor,
+        "tools": dict((role, conn.tool(role)) for role in needed),
+        "start": bool(request.options.get("start")),
+    }
+    if logs is not None:
+        plan["binlogs"] = {"files": [e["name"] for e in logs], "start_file": positions.get("binlog_file"),
+                           "start_position": positions.get("binlog_pos"), "stop_datetime": stop_datetime(request.restore_time) + " UTC"}
+    return plan
+
+
+def finish_snapshot_restore(repository, manifest, request, logs, data_dir):
+    """Make the snapshot's copy of the data directory start cleanly, replay the binlogs to restore_time, optionally start it."""
+    owner = _owner(request)
+    group = request.options.get("group")
+    user = hostfiles.lookup_user(owner, "MySQL/MariaDB")
+    conn = _restore_conn(manifest, request)
+    removed = []
+    for name in sorted(os.listdir(data_dir)):
+        path = os.path.join(data_dir, name)
+        if stat.S_ISSOCK(os.lstat(path).st_mode) or (_STALE.search(name) and not os.path.isdir(path)):
+            os.unlink(path)
+            removed.append(name)
+    os.chmod(data_dir, 0o750)
+    hostfiles.chown_tree(data_dir, owner, group)
+    result = {"data_dir": data_dir, "owner": owner, "removed": removed}
+    if logs is not None:
+        parent = os.path.dirname(data_dir.rstrip("/")) or "/"
+        staging = tempfile.mkdtemp(prefix=".dp-restore-", dir=parent)
+        try:
+            log_dir = os.path.join(staging, "binlogs")
+            os.mkdir(log_dir, 0o700)
+            paths = binlog.fetch(repository, logs, log_dir)
+            result["replay"] = replay(conn, data_dir, staging, user, paths, manifest.get("positions") or {}, request)
+            result["binlogs"] = len(paths)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    if request.options.get("start"):
+        result["server"] = start_server(conn, data_dir, owner, request)
+    return result
+
+
+def remote_restore_next(manifest, logs):
+    return ("Mount the new volume on the database host, then run restore again with backup_id %s, source: mounted and data_dir set to "
+            "the data directory on it: that removes the source server's pid and socket files%s and gives the files to the owner; InnoDB "
+            "recovers them on the first start" % (manifest["backup_id"], " and replays the archived binary logs up to restore_time"
+                                                  if logs is not None else ""))
 
 
 # Binary log archiving -----------------------------------------------------

@@ -49,9 +49,10 @@ import urllib.request
 
 from ansible_collections.dataprotection.databases.plugins.module_utils import hostfiles, tools
 from ansible_collections.dataprotection.databases.plugins.module_utils.errors import ConfigError, EngineError
+from ansible_collections.dataprotection.databases.plugins.module_utils.quiesce import Quiesce
 from ansible_collections.dataprotection.databases.plugins.module_utils.timeutil import UTC, format_time, parse_time, utcnow
 
-METHODS = ("tsdb-snapshot",)
+METHODS = ("tsdb-snapshot", "volume-snapshot")
 ENGINE = "prometheus"
 SNAPSHOT_OBJECT = "snapshot.tar"
 DEFAULT_HOST = "127.0.0.1"
@@ -606,3 +607,199 @@ def start_server(data_dir, user, gid, manifest, request):
                               hint="Read %s; the restored files are in place" % log)
         time.sleep(0.3)
     return {"pid": proc.pid, "port": port, "url": conn.url, "log": log, "config": config, "retention": "%dd" % retention}
+
+
+# Volume snapshots ---------------------------------------------------------
+#
+# Before the volume snapshot Prometheus is asked for a TSDB snapshot (the head
+# included): it persists the head as a block and hard-links every block under
+# ``<storage>/snapshots/<name>``, on the volume.  That directory is the
+# consistent copy; the rest of the storage path on the volume (wal,
+# chunks_head, blocks being compacted) is left aside by the restore, which
+# moves the TSDB snapshot's blocks to the top of the restored storage path.
+# The TSDB snapshot is removed from the live server once the volume snapshot
+# is taken (and when the backup fails).
+
+
+def plan_snapshot(request, local=False):
+    """What a volume snapshot of this server needs, read-only: its storage path, the admin API."""
+    conn = Connection(request.connection)
+    server = inspect(conn)
+    if not server["admin_api"]:
+        raise EngineError("the admin API of Prometheus at %s is disabled (web.enable-admin-api is false)" % conn.url, hint=ADMIN_HINT)
+    storage = server["storage_path"]
+    warnings = []
+    if os.path.isdir(storage):
+        check_storage(conn, storage)
+    elif local:
+        raise EngineError("the storage path %s of Prometheus at %s is not on this host" % (storage, conn.url),
+                          hint="A btrfs or lvm snapshot is taken on the Prometheus host: run the backup there (delegate_to it)")
+    else:
+        warnings.append("the storage path %s is not on this host: the TSDB snapshot taken for the backup stays in %s/snapshots on the server; "
+                        "remove it there" % (storage, storage))
+    return {
+        "server": conn.url,
+        "server_version": server["version"],
+        "data_dir": storage,
+        "storage_path": storage,
+        "head": server["head"],
+        "quiesce": "TSDB snapshot (POST /api/v1/admin/tsdb/snapshot, head included) into snapshots/<name> on the volume",
+        "warnings": warnings,
+    }
+
+
+class TsdbSnapshot(Quiesce):
+    """A TSDB snapshot on the volume before the volume snapshot; removed from the live server afterwards."""
+
+    consistency = "application"
+
+    def __init__(self, conn, plan):
+        super(TsdbSnapshot, self).__init__()
+        self.conn = conn
+        self.plan = plan
+        self.storage = plan["storage_path"]
+        self.local = os.path.isdir(self.storage)
+        self.snapshots_existed = os.path.isdir(os.path.join(self.storage, "snapshots"))
+        self.name = None
+
+    def hold(self):
+        self.name = take_snapshot(self.conn)
+        self.facts.update({"name": self.name, "taken": utcnow(), "blocks": None})
+        if not self.local:
+            return
+        directory = os.path.join(self.storage, "snapshots", self.name)
+        if not os.path.isdir(directory):
+            raise EngineError("Prometheus at %s wrote the snapshot %s, but %s is not on this host" % (self.conn.url, self.name, directory),
+                              hint=HOST_HINT)
+        blocks = read_blocks(directory)
+        if not blocks:
+            raise EngineError(
+                "the TSDB snapshot of Prometheus at %s holds no data: the server has stored no samples yet" % self.conn.url,
+                hint="Back up once Prometheus has scraped its targets (prometheus_tsdb_head_samples_appended_total > 0)",
+            )
+        self.facts["blocks"] = blocks
+
+    def close(self):
+        if self.name is None or not self.local:
+            return
+        try:
+            self.facts["removed"] = remove_snapshot(self.storage, self.name, self.snapshots_existed)
+        except Exception:  # pylint: disable=broad-except
+            self.facts["removed"] = False
+
+
+def quiesce(request, plan):
+    return TsdbSnapshot(Connection(request.connection), plan)
+
+
+def snapshot_facts(request, ctx, held):
+    """The manifest's facts: the TSDB snapshot's name and, read on this host, its blocks and time range."""
+    facts = held.facts
+    blocks = facts.get("blocks") or []
+    first, last = data_range(blocks)
+    result = {
+        "end_time": facts["taken"],
+        "engine_version": held.plan["server_version"],
+        "tsdb_snapshot": facts["name"],
+        "storage_path": held.storage,
+        "data_dir": held.storage,
+        "server": held.conn.url,
+        "blocks": blocks,
+        "min_time": first,
+        "max_time": last,
+        "positions": {"min_time": first, "max_time": last, "blocks": len(blocks), "samples": sum(b["samples"] or 0 for b in blocks)},
+    }
+    if held.local and not facts.get("removed"):
+        result["tsdb_snapshot_left"] = os.path.join(held.storage, "snapshots", facts["name"])
+    return result
+
+
+def _tsdb_name(manifest):
+    name = manifest.get("tsdb_snapshot")
+    if not name or "/" in name or name in (".", ".."):
+        raise EngineError("backup %s records no TSDB snapshot name" % manifest["backup_id"])
+    return name
+
+
+def plan_snapshot_restore(repository, manifest, request, logs, data_dir, mounted=False):
+    """Checks before a snapshot restore touches anything; returns the engine's part of the plan."""
+    if logs is not None:
+        raise ConfigError("Prometheus backups have no log chain: point-in-time restores are not offered")
+    name = _tsdb_name(manifest)
+    owner = _owner(request)
+    user = hostfiles.lookup_user(owner, "Prometheus")
+    _group_id(request.options.get("group"), user)
+    if os.geteuid() != 0 and user.pw_uid != os.geteuid():
+        raise ConfigError("only root can give the restored files to %s; this restore runs as %s" % (owner, _user_name()),
+                          hint="Run it as root (become: true), or set owner to %s" % _user_name())
+    if mounted:
+        if not os.path.isdir(os.path.join(data_dir, "snapshots", name)):
+            raise ConfigError(
+                "data_dir %s does not hold the backup's TSDB snapshot snapshots/%s" % (data_dir, name),
+                hint="Mount the volume restored from the snapshot so that data_dir is the storage path (--storage.tsdb.path) in it",
+            )
+        busy = server_using(data_dir)
+        if busy:
+            raise ConfigError("data_dir %s is in use: %s" % (data_dir, busy), hint="Stop that Prometheus first")
+    else:
+        check_target(data_dir, request.force)
+    start = bool(request.options.get("start"))
+    found = {}
+    if start:
+        found["prometheus"] = prometheus_binary(request.options.get("bin_dir"))
+        if port_in_use(_listen(request.options), _port(request.options)):
+            raise ConfigError("port %d on %s is in use: Prometheus cannot be started on it" % (_port(request.options), _listen(request.options)),
+                              hint="Give another port, or leave start off")
+    return {
+        "data_dir": data_dir,
+        "owner": owner,
+        "tsdb_snapshot": name,
+        "blocks": len(manifest.get("blocks") or []),
+        "min_time": manifest.get("min_time"),
+        "max_time": manifest.get("max_time"),
+        "tools": found,
+        "start": start,
+        "retention_days": retention_days(manifest),
+    }
+
+
+def finish_snapshot_restore(repository, manifest, request, logs, data_dir):
+    """Make the storage path hold exactly the TSDB snapshot's blocks, owned by owner; optionally start Prometheus on it."""
+    name = _tsdb_name(manifest)
+    owner = _owner(request)
+    user = hostfiles.lookup_user(owner, "Prometheus")
+    gid = _group_id(request.options.get("group"), user)
+    source = os.path.join(data_dir, "snapshots", name)
+    if not os.path.isdir(source):
+        raise EngineError("the restored storage path %s lacks the backup's TSDB snapshot snapshots/%s" % (data_dir, name),
+                          hint="The volume was snapshotted before Prometheus wrote it; restore another backup")
+    removed = []
+    for entry in sorted(os.listdir(data_dir)):
+        if entry == "snapshots" or not looks_like_tsdb(data_dir, [entry]):
+            continue  # what Prometheus does not keep there (lost+found of a mounted volume) stays
+        path = os.path.join(data_dir, entry)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        else:
+            os.unlink(path)
+        removed.append(entry)
+    for entry in sorted(os.listdir(source)):
+        os.rename(os.path.join(source, entry), os.path.join(data_dir, entry))
+    shutil.rmtree(os.path.join(data_dir, "snapshots"))
+    blocks = read_blocks(data_dir)
+    missing = sorted(set(b["ulid"] for b in manifest.get("blocks") or []) - set(b["ulid"] for b in blocks))
+    if missing:
+        raise EngineError("the restored TSDB snapshot lacks the blocks %s the backup's manifest lists" % ", ".join(missing),
+                          hint="The volume does not hold this backup's snapshot; restore it again from the backup's snapshot")
+    set_modes(data_dir, user.pw_uid, gid)
+    first, last = data_range(blocks)
+    result = {"data_dir": data_dir, "owner": owner, "blocks": len(blocks), "min_time": first, "max_time": last, "removed": removed}
+    if request.options.get("start"):
+        result["server"] = start_server(data_dir, user, gid, manifest, request)
+    return result
+
+
+def remote_restore_next(manifest, logs):
+    return ("Mount the new volume on the Prometheus host, then run restore again with backup_id %s, source: mounted and data_dir set to "
+            "the storage path (--storage.tsdb.path) on it: that keeps only the blocks of the TSDB snapshot %s, taken for the backup, "
+            "and gives them to the owner" % (manifest["backup_id"], manifest.get("tsdb_snapshot")))

@@ -76,15 +76,17 @@ import re
 import select
 import signal
 import socket
+import stat
 import subprocess
 import time
 
 from ansible_collections.dataprotection.databases.plugins.module_utils import hostfiles, tools
 from ansible_collections.dataprotection.databases.plugins.module_utils.errors import ConfigError, EngineError, ToolError
+from ansible_collections.dataprotection.databases.plugins.module_utils.quiesce import Quiesce
 from ansible_collections.dataprotection.databases.plugins.module_utils.repository import fsync_dir
 from ansible_collections.dataprotection.databases.plugins.module_utils.timeutil import format_time, utcnow
 
-METHODS = ("datafile",)
+METHODS = ("datafile", "volume-snapshot")
 ENGINE = "redis"
 DEFAULT_PORT = 6379
 MIN_VERSION = (7, 0)
@@ -462,11 +464,11 @@ def config_settings(directives):
 # Backup -------------------------------------------------------------------------
 
 
-def inspect(session, conn):
-    """What a backup needs to know about the server, read-only."""
+def inspect(session, conn, min_version=MIN_VERSION):
+    """What a backup needs to know about the server, read-only (refusing a version before ``min_version`` unless it is None)."""
     server = session.info("server")
     version = server.get("redis_version", "")
-    if version_tuple(version) is None or version_tuple(version)[:2] < MIN_VERSION:
+    if min_version is not None and (version_tuple(version) is None or version_tuple(version)[:2] < min_version):
         raise EngineError("Redis at %s is version %s; method datafile supports Redis 7.0 and later (multi-part AOF)" % (conn.target(), version or "unknown"),
                           hint="Back up this server with volume snapshots, or upgrade it")
     state = session.info("persistence", "replication", "keyspace")
@@ -1231,26 +1233,30 @@ def plan_restore(repository, manifest, request, logs=None):
         "source_version": manifest.get("engine_version"),
     }
     if request.options.get("start"):
-        binary = server_tool(request)
-        version = tool_version(binary)
-        plan["tools"] = {"redis-server": {"path": binary, "version": version}}
-        have, want = version_tuple(version), version_tuple(manifest.get("engine_version"))
-        if have and want and have[:2] < want[:2]:
-            raise ConfigError("%s is Redis %s, which cannot load an RDB written by Redis %s" % (binary, version, manifest.get("engine_version")),
-                              hint="Install Redis %d.%d or later, or set bin_dir" % want[:2])
-        configured_dir = settings.get("dir") if settings["known"] else None
-        if configured_dir and os.path.realpath(configured_dir) != os.path.realpath(data_dir) and not os.path.isdir(configured_dir):
-            raise ConfigError("the target configuration %s sets dir %s, which does not exist, so redis-server would not start with it"
-                              % (request.options.get("defaults_file"), configured_dir),
-                              hint="Create that directory, or give a configuration whose dir exists (the started server gets dir %s)" % data_dir)
-        port = int(request.options.get("port") or DEFAULT_PORT)
-        if _listening("127.0.0.1", port):
-            raise ConfigError("port %d is in use on this host, so no server could be started on the restored directory" % port,
-                              hint="Choose another port; nothing was changed")
-        plan["port"] = port
+        plan.update(plan_start(manifest, request, settings, data_dir))
     if notes:
         plan["notes"] = notes
     return plan
+
+
+def plan_start(manifest, request, settings, data_dir):
+    """The checks before a server is started on a restored directory: its binary, its version, its dir, its port."""
+    binary = server_tool(request)
+    version = tool_version(binary)
+    have, want = version_tuple(version), version_tuple(manifest.get("engine_version"))
+    if have and want and have[:2] < want[:2]:
+        raise ConfigError("%s is Redis %s, which cannot load an RDB written by Redis %s" % (binary, version, manifest.get("engine_version")),
+                          hint="Install Redis %d.%d or later, or set bin_dir" % want[:2])
+    configured_dir = settings.get("dir") if settings["known"] else None
+    if configured_dir and os.path.realpath(configured_dir) != os.path.realpath(data_dir) and not os.path.isdir(configured_dir):
+        raise ConfigError("the target configuration %s sets dir %s, which does not exist, so redis-server would not start with it"
+                          % (request.options.get("defaults_file"), configured_dir),
+                          hint="Create that directory, or give a configuration whose dir exists (the started server gets dir %s)" % data_dir)
+    port = int(request.options.get("port") or DEFAULT_PORT)
+    if _listening("127.0.0.1", port):
+        raise ConfigError("port %d is in use on this host, so no server could be started on the restored directory" % port,
+                          hint="Choose another port; nothing was changed")
+    return {"tools": {"redis-server": {"path": binary, "version": version}}, "port": port}
 
 
 def _read_object(repository, manifest, record):
@@ -1316,7 +1322,7 @@ def restore(repository, manifest, request, logs=None):
 # A server on the restored directory --------------------------------------------
 
 
-def server_argv(binary, request, settings, steps, data_dir, port, sock, pid_file, log_file):
+def server_argv(binary, request, settings, steps, data_dir, port, sock, pid_file, log_file, extra_args=()):
     defaults_file = request.options.get("defaults_file")
     argv = [binary] + ([defaults_file] if defaults_file else [])
     argv += ["--dir", data_dir, "--port", str(port), "--daemonize", "no", "--supervised", "no", "--pidfile", pid_file,
@@ -1328,20 +1334,20 @@ def server_argv(binary, request, settings, steps, data_dir, port, sock, pid_file
     for step in steps:
         if step["what"] == "acl":
             argv += ["--aclfile", os.path.join(data_dir, step["path"])]
-    return argv
+    return argv + list(extra_args)
 
 
-def start_server(manifest, request, settings, steps, owner):
+def start_server(manifest, request, settings, steps, owner, data_dir=None, extra_args=()):
     """Start redis-server on the restored directory, detached; wait until it is ready; compare its keyspace with the manifest's."""
     options = request.options
-    data_dir = request.target
+    data_dir = data_dir or request.target
     port = int(options.get("port") or DEFAULT_PORT)
     socket_dir = options.get("socket_dir") or "/tmp"
     sock = os.path.join(socket_dir, "redis-%d.sock" % port)
     log_file = os.path.join(data_dir, "restore-start.log")
     pid_file = os.path.join(data_dir, "redis-server.pid")
     timeout = int(options.get("wait_timeout") or 300)
-    argv = server_argv(server_tool(request), request, settings, steps, data_dir, port, sock, pid_file, log_file)
+    argv = server_argv(server_tool(request), request, settings, steps, data_dir, port, sock, pid_file, log_file, extra_args)
     if os.geteuid() == 0 and owner != "root":
         argv = [tools.find_tool("runuser", package="util-linux"), "-u", owner, "--"] + argv
     out_file = os.path.join(data_dir, "restore-start.out")
@@ -1423,3 +1429,272 @@ def stop_server(proc, pid, timeout=60):
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+# Volume snapshots ---------------------------------------------------------------
+#
+# Before the snapshot a BGSAVE is run and waited for: the RDB on the volume is
+# then complete, of the moment of the fork, and nothing is held while the
+# provider snapshots (Redis goes on serving writes).  With appendonly yes the
+# server started on the restored directory loads the AOF instead, as it was on
+# the volume at the snapshot (Redis truncates a torn last command on load).
+# The restore removes what a running server leaves in its dir (temp files of a
+# save or a rewrite, pid files, sockets) and starts redis-server on the
+# backup's own file names.
+
+_STALE_FILE = re.compile(r"^temp-.*\.(rdb|aof|manifest)$|\.pid$")
+
+
+def _bgsave_denied(session, user):
+    """The reason ACL DRYRUN gives when ``user`` may not run BGSAVE, else None (also when DRYRUN itself is not allowed)."""
+    reply = session.call("ACL", "DRYRUN", user or "default", "BGSAVE", check=False).strip()
+    if not reply or is_error(reply) or reply == "OK":
+        return None
+    return _first_line(reply)
+
+
+def plan_snapshot(request, local=False):
+    """What a volume snapshot of this server needs, read-only: its dir, that it may run BGSAVE."""
+    conn = Connection(request.connection)
+    with conn.session() as session:
+        server = inspect(session, conn, min_version=None)
+        denied = _bgsave_denied(session, conn.user)
+        warnings = list(session.warnings)
+    who = "user %s" % conn.user if conn.user else "the default user"
+    if denied:
+        raise EngineError("%s may not run BGSAVE on Redis at %s, which a volume-snapshot backup runs first: %s" % (who, conn.target(), denied),
+                          hint=ACL_HINT)
+    if server["loading"]:
+        raise EngineError("Redis at %s is still loading its dataset" % conn.target(), hint="Run the backup again once it has loaded")
+    data_dir = server["dir"]
+    if local and not os.path.isdir(data_dir or ""):
+        raise EngineError(
+            "the server's dir %s is not on this host" % data_dir,
+            hint="A btrfs or lvm snapshot is taken on the Redis host: run the backup there (a server in a container must see its dir "
+            "at the same path as this host)",
+        )
+    if server["last_bgsave_status"] == "err":
+        warnings.append("the server's last BGSAVE failed (rdb_last_bgsave_status:err); the backup's BGSAVE must succeed")
+    if server["role"] == "slave" and server["master_link_status"] != "up":
+        warnings.append("this replica's link to its master is %s: the backup holds what it has replicated so far" % server["master_link_status"])
+    if server["mode"] == "cluster":
+        warnings.append("a Redis Cluster node: the backup holds this node's slots only; back up every primary")
+    acl = acl_path(server)
+    if acl and not (os.path.realpath(acl) + "/").startswith(os.path.realpath(data_dir).rstrip("/") + "/"):
+        warnings.append("the ACL file %s is outside the dir %s: the snapshot does not hold it" % (acl, data_dir))
+    return {
+        "server": conn.target(),
+        "server_version": server["version"],
+        "role": server["role"],
+        "mode": server["mode"],
+        "data_dir": data_dir,
+        "appendonly": server["aof_enabled"],
+        "keyspace": server["keyspace"],
+        "config_source": server["config"]["source"],
+        "quiesce": "BGSAVE, waited for until %s is written" % server["config"]["dbfilename"],
+        "warnings": warnings,
+    }
+
+
+def check_rdb(path):
+    """Refuse a file that does not start like an RDB or lacks the end-of-file opcode."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(9)
+            handle.seek(max(os.fstat(handle.fileno()).st_size - 9, 0))
+            tail = handle.read(9)
+    except (IOError, OSError) as exc:
+        raise EngineError("cannot read %s after BGSAVE: %s" % (path, exc), hint="Run the backup as root or as the user Redis runs as")
+    if not head.startswith(b"REDIS") or not head[5:9].isdigit() or tail[0:1] != b"\xff":
+        raise EngineError("%s is not a complete RDB file after BGSAVE" % path, hint="Read the Redis log; run the backup again")
+    return int(head[5:9])
+
+
+class BackgroundSave(Quiesce):
+    """A BGSAVE, waited for before the snapshot: the RDB on the volume is then complete.  Nothing is held afterwards."""
+
+    consistency = "application"
+
+    def __init__(self, conn, plan, wait_limit=3600):
+        super(BackgroundSave, self).__init__()
+        self.conn = conn
+        self.plan = plan
+        self.wait_limit = wait_limit
+        self.session = None
+        self.server = None
+
+    def hold(self):
+        self.session = self.conn.session()
+        self.server = inspect(self.session, self.conn, min_version=None)
+        save = RdbSnapshot(self.session, self.server, wait_limit=self.wait_limit)
+        save.start()
+        deadline = time.monotonic() + self.wait_limit
+        while not save._poll()[0]:  # pylint: disable=protected-access
+            if time.monotonic() > deadline:
+                raise EngineError("the BGSAVE on Redis at %s did not finish in %ds" % (self.conn.target(), self.wait_limit),
+                                  hint="Nothing was snapshotted; run the backup again when the server is less busy")
+        self.facts.update({"time": save.time, "keyspace": save.keyspace, "exact": save.exact, "positions": save.positions, "saves": save.saves})
+        if os.path.isfile(save.final_path):
+            self.facts["rdb_version"] = check_rdb(save.final_path)
+        if self.server["aof_enabled"]:
+            self.facts["aof_keyspace"] = parse_keyspace(self.session.info("keyspace"))
+
+    def _release(self):
+        # A later save that finished before the snapshot replaced the RDB: its keyspace is no longer the one recorded.
+        try:
+            saves = int(self.session.info("persistence").get("rdb_saves") or 0)
+        except EngineError:
+            saves = None
+        if saves != self.facts["saves"]:
+            self.facts["exact"] = False
+
+    def close(self):
+        if self.session is not None:
+            self.session.close()
+
+
+def quiesce(request, plan):
+    return BackgroundSave(Connection(request.connection), plan)
+
+
+def snapshot_facts(request, ctx, held):
+    """The manifest's facts of a snapshot after BGSAVE: what the datafile method records of its RDB, and the AOF."""
+    facts = held.facts
+    server = held.server
+    config = server["config"]
+    result = {
+        "engine_version": server["version"],
+        "role": server["role"],
+        "keyspace": facts["keyspace"],
+        "keyspace_exact": facts["exact"],
+        "positions": facts["positions"],
+        "aof": None,
+        "redis": {
+            "mode": server["mode"],
+            "rdb_version": facts.get("rdb_version"),
+            "dir": server["dir"],
+            "config": dict((k, config[k]) for k in CONFIG_NAMES),
+        },
+        "data_dir": server["dir"],
+    }
+    if server["aof_enabled"]:
+        # The AOF on the volume is of the snapshot's moment, after the keyspace was read: an upper bound.
+        result["aof"] = {"dirname": config["appenddirname"], "filename": config["appendfilename"], "keyspace": facts.get("aof_keyspace") or {},
+                         "keyspace_exact": False, "snapshot_time": format_time(utcnow())}
+    else:
+        result["end_time"] = facts["time"]
+    return result
+
+
+def _source_config(manifest):
+    config = dict(DEFAULTS)
+    config.update((manifest.get("redis") or {}).get("config") or {})
+    return config
+
+
+def _snapshot_layout(manifest, settings, data_dir):
+    """The steps server_argv reads, the extra arguments that make redis-server load the backup's own file names, and notes."""
+    source = _source_config(manifest)
+    aof = bool(manifest.get("aof"))
+    steps = [{"what": "rdb", "path": source["dbfilename"]}]
+    if aof:
+        steps.append({"what": "aof-base", "path": source["appenddirname"]})
+    extra = []
+    notes = []
+    if settings["known"]:
+        for name in ("dbfilename", "appenddirname", "appendfilename"):
+            if settings[name] != source[name]:
+                raise ConfigError("the target configuration sets %s %s, but the snapshot holds the files of %s %s" % (name, settings[name], name, source[name]),
+                                  hint="Give a configuration (defaults_file) with the backup's file names, or none")
+        if settings["appendonly"] == "yes" and not aof:
+            raise ConfigError("the target configuration has appendonly yes, but the backup has no AOF: Redis would start empty",
+                              hint="Give a configuration with appendonly no (turn it on at runtime with CONFIG SET appendonly yes), or none")
+        if settings["appendonly"] == "no" and aof:
+            notes.append("the target configuration has appendonly no: a server started with it loads the RDB of the BGSAVE, older than the AOF")
+    else:
+        for name in ("dbfilename", "appenddirname", "appendfilename"):
+            if source[name] != DEFAULTS[name]:
+                extra += ["--%s" % name, source[name]]
+    acl = source.get("aclfile") or ""
+    if acl:
+        full = os.path.normpath(acl if os.path.isabs(acl) else os.path.join(source.get("dir") or "", acl))
+        inside = os.path.relpath(full, source.get("dir") or "/") if source.get("dir") else None
+        if inside and not inside.startswith(".."):
+            steps.append({"what": "acl", "path": inside})
+        else:
+            notes.append("the backup's server used the ACL file %s, outside its dir: the snapshot does not hold it" % acl)
+    return steps, extra, notes
+
+
+def plan_snapshot_restore(repository, manifest, request, logs, data_dir, mounted=False):
+    """Checks before a snapshot restore touches anything; returns the engine's part of the plan."""
+    if logs is not None:
+        raise ConfigError("Redis backups have no log chain: point-in-time restores are not offered")
+    owner = _owner(request)
+    hostfiles.lookup_user(owner, "Redis")
+    settings = target_settings(request)
+    dummy_steps, dummy_extra, notes = _snapshot_layout(manifest, settings, data_dir)
+    source = _source_config(manifest)
+    if mounted:
+        if not os.path.isfile(os.path.join(data_dir, source["dbfilename"])) and not os.path.isdir(os.path.join(data_dir, source["appenddirname"])):
+            raise ConfigError(
+                "data_dir %s holds neither %s nor %s of the backup's server" % (data_dir, source["dbfilename"], source["appenddirname"]),
+                hint="Mount the volume restored from the snapshot so that data_dir is the server's dir in it",
+            )
+        busy = server_using(data_dir, settings)
+        if busy:
+            raise ConfigError("data_dir %s is in use: %s" % (data_dir, busy), hint="Stop that server first")
+    else:
+        check_target(data_dir, request.force, settings)
+    plan = {
+        "data_dir": data_dir,
+        "owner": owner,
+        "loads": "aof" if manifest.get("aof") and (not settings["known"] or settings["appendonly"] == "yes") else "rdb",
+        "target_config": request.options.get("defaults_file") or "Redis defaults",
+        "start": bool(request.options.get("start")),
+        "source_version": manifest.get("engine_version"),
+    }
+    if request.options.get("start"):
+        plan.update(plan_start(manifest, request, settings, data_dir))
+    if notes:
+        plan["notes"] = notes
+    return plan
+
+
+def finish_snapshot_restore(repository, manifest, request, logs, data_dir):
+    """Clear what the running server left in the snapshot's copy of its dir; owner and modes as a restore sets them; optionally start."""
+    owner = _owner(request)
+    group = request.options.get("group")
+    hostfiles.lookup_user(owner, "Redis")
+    settings = target_settings(request)
+    steps, extra, notes = _snapshot_layout(manifest, settings, data_dir)
+    source = _source_config(manifest)
+    removed = []
+    for directory in (data_dir, os.path.join(data_dir, source["appenddirname"])):
+        if not os.path.isdir(directory):
+            continue
+        for name in sorted(os.listdir(directory)):
+            path = os.path.join(directory, name)
+            if stat.S_ISSOCK(os.lstat(path).st_mode) or (_STALE_FILE.search(name) and os.path.isfile(path)):
+                os.unlink(path)
+                removed.append(os.path.relpath(path, data_dir))
+    for dirpath, dirnames, filenames in os.walk(data_dir):
+        os.chmod(dirpath, 0o750)
+        for name in filenames:
+            if not os.path.islink(os.path.join(dirpath, name)):
+                os.chmod(os.path.join(dirpath, name), 0o640)
+    hostfiles.chown_tree(data_dir, owner, group)
+    if not os.path.isfile(os.path.join(data_dir, source["dbfilename"])) and not manifest.get("aof"):
+        notes.append("the snapshot holds no %s: a server started on it is empty" % source["dbfilename"])
+    result = {"data_dir": data_dir, "owner": owner, "removed": removed}
+    if notes:
+        result["notes"] = notes
+    if request.options.get("start"):
+        result["server"] = start_server(manifest, request, settings, steps, owner, data_dir=data_dir, extra_args=extra)
+    return result
+
+
+def remote_restore_next(manifest, logs):
+    return ("Mount the new volume on the Redis host, then run restore again with backup_id %s, source: mounted and data_dir set to the "
+            "server's dir on it (and start: true to start redis-server there): that removes the source server's temp, pid and socket "
+            "files and gives the files to the owner" % manifest["backup_id"])
