@@ -324,21 +324,7 @@ class Session(object):
         return parse_info(self.call("INFO", *sections))
 
     def close(self):
-        for handle in (self.proc.stdin,):
-            try:
-                handle.close()
-            except (IOError, OSError):
-                pass
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        for handle in (self.proc.stdout, self.proc.stderr):
-            try:
-                handle.close()
-            except (IOError, OSError):
-                pass
+        tools.end_client(self.proc)
 
     def __enter__(self):
         return self
