@@ -200,3 +200,29 @@ def test_choose_source(manifest, source, wanted):
 def test_choose_source_refusals(manifest, source, text):
     with pytest.raises(ConfigError, match=text):
         snapshot_backup.choose_source(dict(manifest, backup_id="b"), source)
+
+
+def test_a_local_snapshot_refuses_another_servers_data_directory(tmp_path, monkeypatch):
+    """The server's data_directory path exists on this host but holds another PostgreSQL (pg_control's system
+    identifier differs): a local snapshot of it would back up the wrong database."""
+    import struct  # pylint: disable=import-outside-toplevel
+
+    from ansible_collections.dataprotection.databases.plugins.module_utils.engines import postgresql  # pylint: disable=import-outside-toplevel
+
+    data = tmp_path / "data"
+    (data / "global").mkdir(parents=True)
+    (data / "PG_VERSION").write_text("15\n")
+    (data / "global" / "pg_control").write_bytes(struct.pack("=Q", 7301234567890123456) + b"\0" * 200)
+    server = {"version_num": 150004, "version": "15.4", "major": 15, "system_identifier": "7309999999999999999", "wal_level": "replica",
+              "in_recovery": False, "timeline": 1, "archive_mode": "off", "archive_command": "", "data_directory": str(data)}
+    monkeypatch.setattr(postgresql, "inspect", lambda conn: dict(server))
+    monkeypatch.setattr(postgresql.Connection, "query", lambda self, sql, major=None: [["t", "t", "t", "16777216", "0"]])
+    request = BackupRequest("postgresql", "volume-snapshot", "orders", snapshot={"provider": "btrfs"})
+    with pytest.raises(EngineError, match="another PostgreSQL"):
+        postgresql.plan_snapshot(request, local=True)
+    assert postgresql.control_system_identifier(str(data)) == "7301234567890123456"
+    server["system_identifier"] = "7301234567890123456"
+    plan = postgresql.plan_snapshot(request, local=True)
+    assert plan["wal_dir"] == str(data / "pg_wal") and plan["data_dir"] == str(data)
+    # A remote provider cannot see the host's files: the WAL is read through SQL.
+    assert postgresql.plan_snapshot(request, local=False)["wal_dir"] is None

@@ -401,12 +401,21 @@ def plan_snapshot(request, local=False):
         )
     data_dir = server["data_directory"]
     warnings = []
+    wal_dir = None
     if local:
         if not os.path.isfile(os.path.join(data_dir, "PG_VERSION")):
             raise EngineError(
                 "the server's data directory %s is not on this host" % data_dir,
                 hint="A btrfs or lvm snapshot is taken on the database host: run the backup there",
             )
+        found = control_system_identifier(data_dir)
+        if found != server["system_identifier"]:
+            raise EngineError(
+                "%s on this host is the data directory of another PostgreSQL (system identifier %s), not of the server at %s (%s)"
+                % (data_dir, found, conn.target(), server["system_identifier"]),
+                hint="Run the backup on the host of the server that connection names, or point connection at the local server",
+            )
+        wal_dir = os.path.join(data_dir, "pg_wal")
         if int(row[4]):
             raise EngineError(
                 "PostgreSQL at %s has %s tablespaces outside its data directory; a snapshot of the data directory's volume would miss them"
@@ -431,6 +440,7 @@ def plan_snapshot(request, local=False):
         "timeline": server["timeline"],
         "data_dir": data_dir,
         "wal_segment_size": int(row[3]),
+        "wal_dir": wal_dir,
         "quiesce": "%s ... %s" % (start.split("(", 1)[0], stop.split("(", 1)[0]),
         "warnings": warnings,
     }
@@ -489,6 +499,31 @@ def _segments(timeline, first, last, segment_size):
     return ["%08X%08X%08X" % (timeline, segno // per_id, segno % per_id) for segno in range(first // segment_size, last // segment_size + 1)]
 
 
+def control_system_identifier(data_dir):
+    """The system identifier in a data directory's ``global/pg_control`` (its first 8 bytes, native order), or None."""
+    import struct  # pylint: disable=import-outside-toplevel
+
+    try:
+        with open(os.path.join(data_dir, "global", "pg_control"), "rb") as handle:
+            head = handle.read(8)
+    except (IOError, OSError):
+        return None
+    return str(struct.unpack("=Q", head)[0]) if len(head) == 8 else None
+
+
+def _read_segment(conn, plan, name):
+    """A WAL segment of the server: from its pg_wal on this host when the plan found it there, else through SQL."""
+    if plan.get("wal_dir"):
+        try:
+            with open(os.path.join(plan["wal_dir"], name), "rb") as handle:
+                return handle.read()
+        except (IOError, OSError) as exc:
+            raise EngineError("cannot read WAL segment %s of the backup: %s" % (name, exc),
+                              hint="A checkpoint may have recycled it already; run the backup again")
+    rows = conn.query("SELECT encode(pg_read_binary_file('pg_wal/%s'), 'hex')" % name, plan["version_num"] // 10000)
+    return bytes.fromhex(rows[0][0])
+
+
 def snapshot_facts(request, ctx, held):
     """The manifest's facts of a snapshot in backup mode, and the WAL from its start to its stop stored as objects."""
     facts = held.facts
@@ -503,8 +538,7 @@ def snapshot_facts(request, ctx, held):
     names = _segments(timeline, parse_lsn(start.group(1)), parse_lsn(facts["stop_lsn"]) - 1, segment_size)
     conn = Connection(request.connection)
     for name in names:
-        rows = conn.query("SELECT encode(pg_read_binary_file('pg_wal/%s'), 'hex')" % name, held.plan["version_num"] // 10000)
-        data = bytes.fromhex(rows[0][0])
+        data = _read_segment(conn, held.plan, name)
         if len(data) != segment_size:
             raise EngineError("WAL segment %s read from the server has %d bytes, not %d" % (name, len(data), segment_size))
         ctx.store(WAL_OBJECT_PREFIX + name, io.BytesIO(data))
