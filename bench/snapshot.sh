@@ -17,7 +17,8 @@
 #        snapshot+copy ours, the same with stream: true (files into the repository)
 #        basebackup    ours, method pg-basebackup
 #        raw-bb        pg_basebackup -F tar -X fetch | zstd -3 > file
-#        raw-snap      psql pg_backup_start; btrfs subvolume snapshot -r; pg_backup_stop (the floor)
+#        raw-snap      psql pg_backup_start; btrfs subvolume snapshot -r; pg_backup_stop (the floor of snapshot)
+#        raw-snap-copy the same, then tar | zstd -3 of the snapshot into a file (the floor of snapshot+copy)
 #   3. restores of the last round: ours from the snapshot (a new subvolume and
 #      the finishing steps), ours from the pg_basebackup backup, raw
 #      zstd -d | tar -x; each restored copy is started and its
@@ -191,7 +192,11 @@ session.stdin.write("SELECT 1 FROM pg_backup_stop(false);\n\\echo stopped\n")
 while session.stdout.readline().strip() != "stopped":
     pass
 session.stdin.close()
-sys.exit(session.wait())
+if session.wait() != 0:
+    sys.exit("psql failed")
+if len(sys.argv) > 6:
+    # raw-snap-copy: the snapshot's files, as tar | zstd, into a file.
+    subprocess.run("tar -c -f - -C '%s' --numeric-owner . | zstd -q -3 -T0 > '%s'" % (target, sys.argv[6]), shell=True, check=True)
 PY
 }
 
@@ -200,7 +205,7 @@ field() { "$PYTHON" -c 'import json, sys; print(json.load(open(sys.argv[1]))["ba
 
 backup_round() {
     local step out
-    local steps=(snapshot snapshot+copy basebackup raw-bb raw-snap)
+    local steps=(snapshot snapshot+copy basebackup raw-bb raw-snap raw-snap-copy)
     local count=${#steps[@]} i
     for ((i = 0; i < count; i++)); do
         step=${steps[$(((i + ROUND - 1) % count))]}
@@ -213,6 +218,9 @@ backup_round() {
                     | zstd -q -3 -T0 >'$WORK/raw/base.$ROUND.tar.zst'" ;;
             raw-snap)
                 measure raw-snap root "$PYTHON" "$WORK/raw_snap.py" "$PG_BIN/psql" "$SOCK" "$PORT" "$DATA" "$MNT/raw-$ROUND" ;;
+            raw-snap-copy)
+                measure raw-snap-copy root "$PYTHON" "$WORK/raw_snap.py" "$PG_BIN/psql" "$SOCK" "$PORT" "$DATA" "$MNT/raw-copy-$ROUND" \
+                    "$WORK/raw/snap.$ROUND.tar.zst" ;;
         esac
         if [[ $step == snapshot* ]]; then
             record "$step.quiesce" "$(field "$out" quiesce_seconds)"
@@ -283,15 +291,16 @@ size = float(figures["data.bytes"][0])
 print("PostgreSQL %s, %.0f MB database (%s pgbench_accounts rows), code %s" % (
     figures["server.version"][0], size / 1e6, figures["rows"][0], os.environ.get("CODE")))
 print()
-print("| step | median s | peak RSS MB | x raw snapshot | x raw pg_basebackup|zstd | quiesce s |")
+print("| step | median s | peak RSS MB | x its raw peer | x raw pg_basebackup|zstd | quiesce s |")
 print("|---|---|---|---|---|---|")
-floor = median("raw-snap.seconds")
 raw = median("raw-bb.seconds")
-for step in ("snapshot", "snapshot+copy", "basebackup", "raw-bb", "raw-snap"):
+peers = {"snapshot": "raw-snap", "snapshot+copy": "raw-snap-copy", "basebackup": "raw-bb"}
+for step in ("snapshot", "snapshot+copy", "basebackup", "raw-bb", "raw-snap", "raw-snap-copy"):
     seconds = median(step + ".seconds")
     quiesce = median(step + ".quiesce")
-    print("| %s | %.2f | %s | %.1f | %.2f | %s |" % (step, seconds, "%.0f" % rss(step) if rss(step) else "-", seconds / floor, seconds / raw,
-                                                   "%.2f" % quiesce if quiesce is not None else "-"))
+    peer = median(peers[step] + ".seconds") if step in peers else seconds
+    print("| %s | %.2f | %s | %.2f | %.2f | %s |" % (step, seconds, "%.0f" % rss(step) if rss(step) else "-", seconds / peer, seconds / raw,
+                                                    "%.2f" % quiesce if quiesce is not None else "-"))
 print()
 print("| restore (then started, rows counted) | s | x raw zstd -d pipe tar |")
 print("|---|---|---|")

@@ -156,7 +156,7 @@ def stream_files(provider, record, ctx):
     """Store the data directory inside a local snapshot as one tar object."""
     tar = tools.find_tool("tar", package="tar")
     with provider.mounted(record) as tree:
-        argv = [tar, "--create", "--file=-", "--directory=%s" % tree, "--numeric-owner", "--one-file-system", "."]
+        argv = [tar, "--create", "--file=-", "--blocking-factor=2048", "--directory=%s" % tree, "--numeric-owner", "--one-file-system", "."]
         with tools.StreamingTool(argv, what="tar") as proc:
             stored = ctx.store(FILES_OBJECT, proc.stdout)
             proc.finish()
