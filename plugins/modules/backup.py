@@ -44,14 +44,16 @@ description:
     C(/api/v1/status/flags), so the module must run on the Prometheus host, as root or as the user Prometheus runs as.
     The manifest records the time range of the data (C(min_time), C(max_time)) and its blocks. A snapshot without data
     (a server that has stored no samples yet) is refused. No compression (the support matrix)."
-  - "O(method=volume-snapshot) (PostgreSQL, MySQL/MariaDB, Redis, Prometheus, Qdrant, Weaviate): the volumes are snapshotted by the provider
+  - "O(method=volume-snapshot) (every engine): the volumes are snapshotted by the provider
     O(snapshot.provider) while the database is held at a consistent point, and released as soon as the snapshots' point in
     time is fixed (before a cloud has finished copying them), and on every failure path. PostgreSQL runs in backup mode
     (C(pg_backup_start)/C(pg_backup_stop) on one session); the C(backup_label) goes into the manifest and the WAL from the
     backup's start to its stop is read from the server (C(pg_read_binary_file)) and stored, so the snapshot restores without
     a WAL archive and serves as the base of point-in-time restores. MySQL/MariaDB holds C(FLUSH TABLES WITH READ LOCK) and
     records the binlog position; Redis completes a C(BGSAVE) first; Prometheus takes a TSDB snapshot (the head persisted)
-    onto the volume. Qdrant and Weaviate have no such call - their snapshots are crash-consistent (their write-ahead logs
+    onto the volume; MongoDB runs C(fsyncLock) (B(experimental)); Nebula (C(SUBMIT JOB FLUSH)) and Milvus (a REST flush of
+    every collection) are flushed first, but writes go on, so theirs are crash-consistent (B(experimental)). Qdrant and Weaviate
+    have no such call - their snapshots are crash-consistent (their write-ahead logs
     recover them) and the server is not contacted. The manifest records the provider's snapshot ids and C(consistency)
     (C(application) or C(crash))."
   - "The snapshot providers: C(btrfs) and C(lvm) on this host (the data directory must lie on the volume; nested

@@ -680,7 +680,8 @@ class MariaDBServer(_ProcessServer):
         args = [self.mariadbd, "--no-defaults", "--datadir=%s" % self.data_dir, "--socket=%s" % self.socket, "--port=%d" % self.port,
                 "--bind-address=%s" % self.host, "--pid-file=%s" % self.pid_file, "--log-error=%s" % self.log_path,
                 "--log-bin=mysql-bin", "--binlog-format=ROW", "--server-id=%d" % self.server_id,
-                "--innodb-buffer-pool-size=64M", "--skip-name-resolve", "--max-connections=100"]
+                "--innodb-buffer-pool-size=64M", "--skip-name-resolve", "--max-connections=100",
+                "--tmpdir=%s" % os.path.join(self.base_dir, "tmp")]
         if _is_root():
             args.append("--user=%s" % self.os_user)
         return args + self.extra_args
@@ -732,8 +733,11 @@ def start_mariadb(password=None, server_id=1, extra_args=()):
     password = password or secrets.token_urlsafe(18)
     base = _make_base_dir("dp-mariadb-", uid, gid)
     data_dir = os.path.join(base, "data")
+    # Each instance has its own tmpdir: instances sharing /tmp (tests run side by side) removed each
+    # other's temporary tables while mariadb-install-db bootstrapped ("Could not remove temporary table").
+    tmp_dir = _mariadb_tmpdir(base, uid, gid)
     argv = [install_db, "--no-defaults", "--datadir=%s" % data_dir, "--auth-root-authentication-method=normal", "--skip-test-db",
-            "--skip-name-resolve"]
+            "--skip-name-resolve", "--tmpdir=%s" % tmp_dir]
     if _is_root():
         argv.append("--user=%s" % os_user)
     try:
@@ -749,6 +753,15 @@ def start_mariadb(password=None, server_id=1, extra_args=()):
         server.cleanup()
         raise
     return server
+
+
+def _mariadb_tmpdir(base, uid, gid):
+    path = os.path.join(base, "tmp")
+    if not os.path.isdir(path):
+        os.mkdir(path, 0o700)
+    if _is_root():
+        os.chown(path, uid, gid)
+    return path
 
 
 def _secure_mariadb(server, password):
@@ -776,6 +789,7 @@ def start_mariadb_on_datadir(path, password=None, user="root", server_id=1, extr
     _chown_tree(path, uid, gid)
 
     base = _make_base_dir("dp-mariadb-", uid, gid)
+    _mariadb_tmpdir(base, uid, gid)
     return _start_with_retries(MariaDBServer(base, path, free_port(), os_user, user=user, password=password, server_id=server_id,
                                              extra_args=extra_args))
 

@@ -178,7 +178,7 @@ def test_refusals_and_failures_change_nothing(tmp_path, postgres_factory, postgr
         task("backup", "stream_remote", **merged(common, snapshot={
             "provider": "aws_ebs", "volume_ids": ["vol-0123456789abcdef0"], "region": "us-east-1", "stream": True})),
         task("backup", "keep_only_copy", **merged(common, snapshot={"provider": "btrfs", "keep": False})),
-        task("backup", "mongodb", **merged(common, engine="mongodb", snapshot={"provider": "btrfs"})),
+        task("backup", "mongodb", **merged(common, engine="mongodb", method="dump", snapshot=None)),
         task("backup", "snapshot_on_tool", **merged(common, method="pg-basebackup", snapshot={"provider": "btrfs"})),
         task("backup", "wrong_password", **merged(common, connection=dict(pg.connection, password="wrong"), snapshot={"provider": "btrfs"})),
     ])

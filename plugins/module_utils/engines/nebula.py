@@ -1,0 +1,428 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to the dataprotection.databases collection
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Nebula Graph: volume snapshots after a flush of every graph space (EXPERIMENTAL).
+
+EXPERIMENTAL: this code has never run against a real Nebula Graph (none can
+run on the machines that test this collection).  It is tested against a fake
+``nebula-console`` built from the documented statements and output: the nGQL
+guide's "Job statements" page (``SUBMIT JOB FLUSH``, ``SHOW JOB <id>`` and its
+columns ``Job Id(TaskId) | Command(Dest) | Status | Start Time | Stop Time |
+Error Code``), "SHOW HOSTS", "SHOW ROLES", "Roles and privileges", the Nebula
+Console page (``-addr -port -u -p -e``) and nebula-console's source (how
+``-e`` echoes each statement after a ``(user@nebula) [space]>`` prompt, prints
+go-pretty tables, and prints ``[ERROR (code)]: message`` for a failed
+statement while still exiting 0).
+
+Before the volumes are snapshotted, every graph space the user sees gets
+``USE <space>; SUBMIT JOB FLUSH``, and the job is polled with ``SHOW JOB <id>``
+until it is FINISHED (FAILED or STOPPED refuses the backup before any
+snapshot).  The job makes the storage hosts write the space's RocksDB
+memtables to SST files.
+
+Consistency, decided: the manifest says ``consistency: crash`` with
+``flushed: true``, the spaces and the job ids.  A flush does not stop writes:
+whatever is written between the flush and the snapshot lives only in the
+memtables and in the write-ahead log, exactly as after a power loss.  What
+makes a volume snapshot restorable is that the storage host's data path (the
+RocksDB files and the raft write-ahead log Nebula keeps next to them) is
+captured at one instant, which is crash consistency; the flush only shortens
+the log a restarted storaged replays.  It is therefore not recorded as
+``application``.  A host whose ``--wal_path`` lies on another volume than
+its ``--data_path`` is not even crash-consistent unless the provider
+snapshots both volumes at the same instant.
+
+A cluster with several storage hosts is several volumes, which the provider
+snapshots one after the other: not one point in time across the hosts (raft
+replicas of a partition may disagree).  The plan warns.  The meta service
+(metad) keeps the schema and the spaces in its own data path: a restorable
+cluster needs its volume too.
+
+``nebula-console`` takes the password on its command line only: it has no
+environment variable and no file for it (without ``-p`` it prompts on a
+terminal).  So the password is visible in the process list of this host while
+a console runs (one short run per statement batch).  It is kept out of every
+error message and result: what the console prints is scrubbed of it.
+
+Options: ``connection.host`` (default 127.0.0.1, a graphd), ``connection.port``
+(default 9669), ``connection.user`` (default root, the only GOD user),
+``connection.password`` (required).  ``snapshot.data_dir`` names the storage
+data path on this host for a local provider (btrfs, lvm), as with Qdrant:
+the server is not asked where it is.  Nebula exposes no stable cluster
+identity through nGQL, so none is recorded.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import json
+import os
+import re
+import time
+
+from ansible_collections.dataprotection.databases.plugins.module_utils import hostfiles, tools
+from ansible_collections.dataprotection.databases.plugins.module_utils.errors import ConfigError, EngineError, ToolError
+from ansible_collections.dataprotection.databases.plugins.module_utils.quiesce import Quiesce
+from ansible_collections.dataprotection.databases.plugins.module_utils.timeutil import utcnow
+
+METHODS = ("volume-snapshot",)
+ENGINE = "nebula"
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 9669
+DEFAULT_USER = "root"
+CONSOLE = "nebula-console"
+CONSOLE_PACKAGE = "nebula-console (a release binary from https://github.com/vesoft-inc/nebula-console/releases)"
+CONSOLE_DIRS = ("/usr/local/nebula/bin", "/usr/local/nebula/console", "/opt/nebula*/bin")
+CONSOLE_TIMEOUT = 300
+FLUSH_TIMEOUT = 3600
+POLL_SECONDS = 1.0
+# Roles that may submit jobs in a space (the 2.x role table has SUBMIT JOB FLUSH for GOD only; later versions also ADMIN).
+JOB_ROLES = ("GOD", "ADMIN")
+E_BAD_PERMISSION = -1008
+HIDDEN = "********"
+_PROMPT = re.compile(r"^\(.*@nebula\) \[.*\]> ?(.*)$")
+_ERROR = re.compile(r"^\[ERROR \((-?\d+)\)\]: ?(.*)$")
+_BORDER = re.compile(r"^\+[-+]+\+$")
+
+
+def quote_name(name):
+    """A space name as an nGQL identifier in backquotes."""
+    if "`" in name or "\n" in name:
+        raise EngineError("the graph space name %r cannot be quoted for nGQL" % name)
+    return "`%s`" % name
+
+
+def _value(text):
+    """A cell as nebula-console prints it: strings in double quotes (Go-escaped), numbers bare, __NULL__ for null."""
+    text = text.strip()
+    if len(text) >= 2 and text[0] == '"' and text[-1] == '"':
+        try:
+            return json.loads(text)
+        except ValueError:
+            return text[1:-1]
+    if text in ("__NULL__", "__EMPTY__"):
+        return None
+    if re.match(r"^-?\d+$", text):
+        return int(text)
+    return text
+
+
+def _cells(line, border):
+    """The cells of one table line, cut where the border line has its ``+`` (go-pretty aligns them); ``|``-split otherwise."""
+    if len(line) == len(border):
+        cuts = [i for i, char in enumerate(border) if char == "+"]
+        if all(line[i] == "|" for i in cuts):
+            return [line[cuts[k] + 1:cuts[k + 1]] for k in range(len(cuts) - 1)]
+    return line.strip().strip("|").split(" | ")
+
+
+def parse_table(lines):
+    """Columns and rows (values decoded) of the go-pretty table in ``lines``; ([], []) when there is none."""
+    borders = [i for i, line in enumerate(lines) if _BORDER.match(line.strip())]
+    if len(borders) < 2:
+        return [], []
+    border = lines[borders[0]].strip()
+    header = lines[borders[0] + 1].strip()
+    columns = [cell.strip() for cell in _cells(header, border)]
+    rows = []
+    for line in lines[borders[1] + 1:borders[-1]]:
+        line = line.strip()
+        if not line.startswith("|"):
+            continue
+        cells = [_value(cell) for cell in _cells(line, border)]
+        rows.append(dict(zip(columns, cells)))
+    return columns, rows
+
+
+def parse_output(text, statements):
+    """One result per statement of a ``nebula-console -e`` run: {statement, columns, rows} or {statement, error_code, error}."""
+    blocks = []
+    for line in text.splitlines():
+        match = _PROMPT.match(line)
+        if match:
+            blocks.append({"echo": match.group(1), "lines": []})
+        elif blocks:
+            blocks[-1]["lines"].append(line)
+    if len(blocks) != len(statements):
+        return None
+    results = []
+    for statement, block in zip(statements, blocks):
+        result = {"statement": statement}
+        for line in block["lines"]:
+            error = _ERROR.match(line.strip())
+            if error:
+                result.update({"error_code": int(error.group(1)), "error": error.group(2).strip()})
+                break
+        if "error" not in result:
+            result["columns"], result["rows"] = parse_table(block["lines"])
+        results.append(result)
+    return results
+
+
+class Connection(object):
+    """How to reach a graphd with ``nebula-console``: host, port, user, password; one console run per batch of statements."""
+
+    def __init__(self, params, console=None):
+        params = dict(params or {})
+        self.host = params.get("host") or DEFAULT_HOST
+        self.port = int(params.get("port") or DEFAULT_PORT)
+        self.user = params.get("user") or DEFAULT_USER
+        self.password = params.get("password")
+        if not self.password:
+            raise ConfigError(
+                "connection.password is needed for Nebula Graph: nebula-console asks for one on a terminal otherwise",
+                hint="Set connection.password (with authorization off, enable_authorize=false, any value is accepted)",
+            )
+        self._console = console
+
+    @property
+    def console(self):
+        if self._console is None:
+            self._console = tools.find_tool(CONSOLE, extra_dirs=CONSOLE_DIRS, package=CONSOLE_PACKAGE)
+        return self._console
+
+    def target(self):
+        return "%s:%d" % (self.host, self.port)
+
+    def scrub(self, text):
+        """``text`` without the password (nebula-console versions that echo it in a connection error)."""
+        text = text or ""
+        return text.replace(self.password, HIDDEN) if self.password else text
+
+    def argv(self, statements):
+        # nebula-console reads the password from -p only (no environment variable, no file): it is on the command line.
+        return [self.console, "-addr", self.host, "-port", str(self.port), "-u", self.user, "-p", self.password, "-e", "\n".join(statements)]
+
+    def run(self, statements, timeout=CONSOLE_TIMEOUT):
+        """Run statements in one session; return one result per statement (see ``parse_output``).  Never raises with the password."""
+        statements = list(statements)
+        try:
+            out, err = tools.run(self.argv(statements), input_data="", timeout=timeout, check=False, what=CONSOLE)
+        except ToolError as exc:
+            raise EngineError("nebula-console could not run against Nebula Graph at %s: %s" % (self.target(), self.scrub(exc.message)))
+        results = parse_output(out, statements)
+        if results is None:
+            said = self.scrub((err or "").strip() or (out or "").strip())
+            said = "\n".join(said.splitlines()[-8:])
+            raise EngineError(
+                "nebula-console could not connect to Nebula Graph at %s as user %s: %s" % (self.target(), self.user, said or "no output"),
+                hint="Check connection.host, connection.port (graphd, default 9669), connection.user and connection.password",
+            )
+        for result in results:
+            if "error" in result:
+                result["error"] = self.scrub(result["error"])
+        return results
+
+    def query(self, statement, space=None, timeout=CONSOLE_TIMEOUT):
+        """Rows of one statement (run in ``space`` when given); EngineError on an nGQL error."""
+        statements = ([("USE %s" % quote_name(space))] if space else []) + [statement]
+        results = self.run(statements, timeout=timeout)
+        for result in results:
+            if "error" in result:
+                raise self.error(result, space)
+        return results[-1]["rows"]
+
+    def error(self, result, space=None):
+        denied = result["error_code"] == E_BAD_PERMISSION or "permission" in result["error"].lower()
+        where = " in space %s" % space if space else ""
+        if denied:
+            return EngineError(
+                "user %s may not run %s%s on Nebula Graph at %s: %s" % (self.user, result["statement"], where, self.target(), result["error"]),
+                hint="Jobs need the GOD role (root) or ADMIN of the space: GRANT ROLE ADMIN ON %s TO %s" % (quote_name(space or "<space>"), self.user),
+            )
+        return EngineError("Nebula Graph at %s refused %s%s: [%d] %s" % (self.target(), result["statement"], where, result["error_code"], result["error"]))
+
+
+def _status(row):
+    for key in ("Status", "status"):
+        if key in row:
+            return str(row[key] or "").upper()
+    values = list(row.values())
+    return str(values[2] if len(values) > 2 else "").upper()
+
+
+def _first(row):
+    return list(row.values())[0] if row else None
+
+
+def space_role(conn, space):
+    """The user's role in a space: GOD for root, else what SHOW ROLES IN says (None when it lists none); (role, problem)."""
+    if conn.user == "root":
+        return "GOD", None
+    try:
+        rows = conn.query("SHOW ROLES IN %s" % quote_name(space))
+    except EngineError as exc:
+        return None, exc.message
+    for row in rows:
+        if row.get("Account") == conn.user:
+            return str(row.get("Role Type") or "").upper(), None
+    return None, None
+
+
+def inspect(conn):
+    """What a flush needs, read-only: the spaces, the storage hosts, the user's role in each space."""
+    spaces = [row.get("Name") for row in conn.query("SHOW SPACES")]
+    hosts = []
+    for row in conn.query("SHOW HOSTS"):
+        hosts.append({"host": row.get("Host"), "port": row.get("Port"), "status": str(row.get("Status") or "").upper(),
+                      "version": row.get("Version")})
+    roles = {}
+    problems = {}
+    for space in spaces:
+        roles[space], problem = space_role(conn, space)
+        if problem:
+            problems[space] = problem
+    versions = sorted(set(h["version"] for h in hosts if h["version"]))
+    return {"spaces": spaces, "hosts": hosts, "roles": roles, "problems": problems, "version": ", ".join(versions) or None}
+
+
+def _data_dir(request, local):
+    data_dir = request.snapshot.get("data_dir")
+    if data_dir is not None and (not os.path.isabs(data_dir) or not os.path.isdir(data_dir)):
+        raise ConfigError("snapshot.data_dir %s is not an existing directory (an absolute path)" % data_dir,
+                          hint="Give the storage data path (--data_path of nebula-storaged) on this host")
+    if local and data_dir is None and request.snapshot.get("provider") != "btrfs":
+        raise ConfigError(
+            "engine nebula with provider %s needs snapshot.data_dir: the server is not asked where its data is" % request.snapshot.get("provider"),
+            hint="Set snapshot.data_dir to the storage data path (--data_path of nebula-storaged) on this host",
+        )
+    return data_dir
+
+
+def plan_snapshot(request, local=False):
+    """Read-only: the spaces to flush, the storage hosts (all ONLINE), the user's role in every space."""
+    data_dir = _data_dir(request, local)
+    conn = Connection(request.connection)
+    server = inspect(conn)
+    offline = ["%s:%s (%s)" % (h["host"], h["port"], h["status"]) for h in server["hosts"] if h["status"] != "ONLINE"]
+    if offline:
+        raise EngineError("storage hosts of Nebula Graph at %s are not ONLINE: %s" % (conn.target(), ", ".join(offline)),
+                          hint="A flush job needs every storage host; bring them back (SHOW HOSTS) or remove them, then back up")
+    missing = sorted(s for s in server["spaces"] if server["roles"].get(s) not in JOB_ROLES)
+    if missing:
+        said = "; ".join("%s: %s" % (s, server["problems"].get(s) or "role %s" % (server["roles"].get(s) or "none")) for s in missing)
+        raise EngineError(
+            "user %s may not submit the FLUSH job in the graph spaces %s of Nebula Graph at %s (%s)" % (conn.user, ", ".join(missing), conn.target(), said),
+            hint="Back up as root (GOD), or GRANT ROLE ADMIN ON <space> TO %s for each of those spaces" % conn.user,
+        )
+    warnings = ["Nebula Graph: the snapshot is crash-consistent (consistency: crash): SUBMIT JOB FLUSH writes the memtables to SST files "
+                "first but does not stop writes; later writes are recovered from the write-ahead log on start"]
+    if len(server["hosts"]) > 1:
+        warnings.append("Nebula Graph has %d storage hosts: their volumes are snapshotted one after the other, not at one point in time; "
+                        "a restore of such a set may hold partitions at different points" % len(server["hosts"]))
+    warnings.append("Nebula Graph keeps its schema and spaces in the meta service (nebula-metad): snapshot its data path too, or the storage "
+                    "volumes cannot be used on their own")
+    if conn.user != "root":
+        warnings.append("SHOW SPACES lists only the spaces user %s has a role in: other spaces on the volumes are snapshotted unflushed" % conn.user)
+    if not server["spaces"]:
+        warnings.append("Nebula Graph at %s has no graph space: nothing is flushed" % conn.target())
+    warnings.append("nebula-console takes the password on its command line only: it is visible in this host's process list while it runs")
+    return {
+        "server": conn.target(),
+        "server_version": server["version"],
+        "data_dir": data_dir,
+        "spaces": server["spaces"],
+        "storage_hosts": ["%s:%s" % (h["host"], h["port"]) for h in server["hosts"]],
+        "quiesce": "SUBMIT JOB FLUSH in every graph space, each job waited for until FINISHED (writes are not stopped)",
+        "warnings": warnings,
+    }
+
+
+class Flush(Quiesce):
+    """The FLUSH job of every space, finished before the snapshot.  Nothing is held afterwards: the snapshot stays crash-consistent."""
+
+    consistency = "crash"
+
+    def __init__(self, conn, plan, wait_limit=FLUSH_TIMEOUT, interval=None):
+        super(Flush, self).__init__()
+        self.conn = conn
+        self.plan = plan
+        self.wait_limit = wait_limit
+        self.interval = POLL_SECONDS if interval is None else interval
+        self.jobs = []
+
+    def submit(self, space):
+        rows = self.conn.query("SUBMIT JOB FLUSH", space=space)
+        job = _first(rows[0]) if rows else None
+        if not isinstance(job, int):
+            raise EngineError("SUBMIT JOB FLUSH in space %s on Nebula Graph at %s returned no job id" % (space, self.conn.target()))
+        return job
+
+    def wait(self, space, job):
+        deadline = time.monotonic() + self.wait_limit
+        while True:
+            rows = self.conn.query("SHOW JOB %d" % job, space=space)
+            mine = [r for r in rows if _first(r) == job] or rows[:1]
+            status = _status(mine[0]) if mine else ""
+            if status == "FINISHED":
+                return rows
+            if status in ("FAILED", "STOPPED"):
+                tasks = ["%s %s" % (r.get("Command(Dest)", _first(r)), _status(r)) for r in rows if r is not mine[0]]
+                raise EngineError(
+                    "the FLUSH job %d of graph space %s on Nebula Graph at %s ended %s%s; nothing was snapshotted" % (
+                        job, space, self.conn.target(), status, " (tasks: %s)" % ", ".join(tasks) if tasks else ""),
+                    hint="Read the storaged logs of the failed tasks' hosts, then run the backup again",
+                )
+            if time.monotonic() > deadline:
+                raise EngineError("the FLUSH job %d of graph space %s on Nebula Graph at %s is still %s after %gs; nothing was snapshotted" % (
+                    job, space, self.conn.target(), status or "unknown", self.wait_limit),
+                    hint="A job waits behind other jobs of the space (SHOW JOBS); run the backup when they are done")
+            time.sleep(self.interval)
+
+    def hold(self):
+        for space in self.plan["spaces"]:
+            job = self.submit(space)
+            self.jobs.append({"space": space, "job_id": job})
+            self.wait(space, job)
+        self.facts.update({"flushed_at": utcnow(), "jobs": list(self.jobs)})
+
+
+def quiesce(request, plan):
+    given = request.options.get("flush_timeout")
+    return Flush(Connection(request.connection), plan, wait_limit=FLUSH_TIMEOUT if given is None else float(given))
+
+
+def snapshot_facts(request, ctx, held):
+    """The manifest's facts: the version, the flushed spaces and their job ids."""
+    return {
+        "engine_version": held.plan.get("server_version"),
+        "server": held.plan.get("server"),
+        "data_dir": held.plan.get("data_dir"),
+        "flushed": True,
+        "flushed_spaces": [j["space"] for j in held.jobs],
+        "flush_jobs": list(held.jobs),
+        "storage_hosts": list(held.plan.get("storage_hosts") or []),
+    }
+
+
+def _owner(request):
+    owner = request.options.get("owner")
+    if owner:
+        hostfiles.lookup_user(owner, "Nebula Graph")
+    return owner
+
+
+def plan_snapshot_restore(repository, manifest, request, logs, data_dir, mounted=False):
+    if logs is not None:
+        raise ConfigError("Nebula Graph volume snapshots have no log chain: point-in-time restores are not offered")
+    if request.options.get("start"):
+        raise ConfigError("start is not offered for engine nebula in this version",
+                          hint="Start nebula-metad and nebula-storaged on %s yourself" % data_dir)
+    if not mounted:
+        hostfiles.check_target(data_dir, request.force, server="nebula-storaged")
+    return {"data_dir": data_dir, "owner": _owner(request), "source_version": manifest.get("engine_version"),
+            "flushed_spaces": manifest.get("flushed_spaces") or []}
+
+
+def finish_snapshot_restore(repository, manifest, request, logs, data_dir):
+    owner = _owner(request)
+    if owner:
+        hostfiles.chown_tree(data_dir, owner, request.options.get("group"))
+    return {"data_dir": data_dir, "owner": owner}
+
+
+def remote_restore_next(manifest, logs):
+    return ("Mount the new volumes where each storage host (and the meta service) keeps its data path, with the same host names and "
+            "ports as when backup %s was taken, and start nebula-metad, then nebula-storaged: the copy is crash-consistent and each "
+            "storage host recovers it from its write-ahead log" % manifest["backup_id"])
