@@ -54,8 +54,8 @@ import socket
 import urllib.error
 import urllib.request
 
-from ansible_collections.dataprotection.databases.plugins.module_utils import hostfiles
 from ansible_collections.dataprotection.databases.plugins.module_utils.errors import ConfigError, EngineError
+from ansible_collections.dataprotection.databases.plugins.module_utils.engines import volume
 from ansible_collections.dataprotection.databases.plugins.module_utils.quiesce import Quiesce
 from ansible_collections.dataprotection.databases.plugins.module_utils.timeutil import utcnow
 
@@ -241,29 +241,15 @@ def snapshot_facts(request, ctx, held):
     }
 
 
-def _owner(request):
-    owner = request.options.get("owner")
-    if owner:
-        hostfiles.lookup_user(owner, "Milvus")
-    return owner
-
-
 def plan_snapshot_restore(repository, manifest, request, logs, data_dir, mounted=False):
     if logs is not None:
         raise ConfigError("Milvus volume snapshots have no log chain: point-in-time restores are not offered")
-    if request.options.get("start"):
-        raise ConfigError("start is not offered for engine milvus in this version",
-                          hint="Start etcd, the object storage and Milvus on %s yourself" % data_dir)
-    if not mounted:
-        hostfiles.check_target(data_dir, request.force, server="Milvus")
-    return {"data_dir": data_dir, "owner": _owner(request), "flushed_collections": manifest.get("flushed_collections") or []}
+    owner = volume.check_restore(request, data_dir, mounted, "Milvus", "Start etcd, the object storage and Milvus on %s yourself" % data_dir)
+    return {"data_dir": data_dir, "owner": owner, "flushed_collections": manifest.get("flushed_collections") or []}
 
 
 def finish_snapshot_restore(repository, manifest, request, logs, data_dir):
-    owner = _owner(request)
-    if owner:
-        hostfiles.chown_tree(data_dir, owner, request.options.get("group"))
-    return {"data_dir": data_dir, "owner": owner}
+    return volume.finish_restore(request, data_dir, "Milvus")
 
 
 def remote_restore_next(manifest, logs):

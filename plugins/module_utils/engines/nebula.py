@@ -61,8 +61,9 @@ import os
 import re
 import time
 
-from ansible_collections.dataprotection.databases.plugins.module_utils import hostfiles, tools
+from ansible_collections.dataprotection.databases.plugins.module_utils import tools
 from ansible_collections.dataprotection.databases.plugins.module_utils.errors import ConfigError, EngineError, ToolError
+from ansible_collections.dataprotection.databases.plugins.module_utils.engines import volume
 from ansible_collections.dataprotection.databases.plugins.module_utils.quiesce import Quiesce
 from ansible_collections.dataprotection.databases.plugins.module_utils.timeutil import utcnow
 
@@ -396,30 +397,16 @@ def snapshot_facts(request, ctx, held):
     }
 
 
-def _owner(request):
-    owner = request.options.get("owner")
-    if owner:
-        hostfiles.lookup_user(owner, "Nebula Graph")
-    return owner
-
-
 def plan_snapshot_restore(repository, manifest, request, logs, data_dir, mounted=False):
     if logs is not None:
         raise ConfigError("Nebula Graph volume snapshots have no log chain: point-in-time restores are not offered")
-    if request.options.get("start"):
-        raise ConfigError("start is not offered for engine nebula in this version",
-                          hint="Start nebula-metad and nebula-storaged on %s yourself" % data_dir)
-    if not mounted:
-        hostfiles.check_target(data_dir, request.force, server="nebula-storaged")
-    return {"data_dir": data_dir, "owner": _owner(request), "source_version": manifest.get("engine_version"),
+    owner = volume.check_restore(request, data_dir, mounted, "nebula-storaged", "Start nebula-metad and nebula-storaged on %s yourself" % data_dir)
+    return {"data_dir": data_dir, "owner": owner, "source_version": manifest.get("engine_version"),
             "flushed_spaces": manifest.get("flushed_spaces") or []}
 
 
 def finish_snapshot_restore(repository, manifest, request, logs, data_dir):
-    owner = _owner(request)
-    if owner:
-        hostfiles.chown_tree(data_dir, owner, request.options.get("group"))
-    return {"data_dir": data_dir, "owner": owner}
+    return volume.finish_restore(request, data_dir, "nebula-storaged")
 
 
 def remote_restore_next(manifest, logs):

@@ -52,27 +52,38 @@ def snapshot_facts(request, ctx, held):
     return {}
 
 
-def _owner(request):
+def owner_of(request, server):
+    """The ``owner`` option, checked to exist; None when not given."""
     owner = request.options.get("owner")
     if owner:
-        hostfiles.lookup_user(owner, request.engine)
+        hostfiles.lookup_user(owner, server)
     return owner
 
 
-def plan_snapshot_restore(repository, manifest, request, logs, data_dir, mounted=False):
+def check_restore(request, data_dir, mounted, server, start_hint):
+    """What a snapshot restore of an engine this collection does not start checks first; returns the owner."""
     if request.options.get("start"):
-        raise ConfigError("start is not offered for engine %s in this version" % request.engine,
-                          hint="Start the server on %s yourself" % data_dir)
+        raise ConfigError("start is not offered for engine %s in this version" % request.engine, hint=start_hint)
     if not mounted:
-        hostfiles.check_target(data_dir, request.force)
-    return {"data_dir": data_dir, "owner": _owner(request)}
+        hostfiles.check_target(data_dir, request.force, server=server)
+    return owner_of(request, server)
 
 
-def finish_snapshot_restore(repository, manifest, request, logs, data_dir):
-    owner = _owner(request)
+def finish_restore(request, data_dir, server):
+    """Hand the restored files to the owner, when one was given."""
+    owner = owner_of(request, server)
     if owner:
         hostfiles.chown_tree(data_dir, owner, request.options.get("group"))
     return {"data_dir": data_dir, "owner": owner}
+
+
+def plan_snapshot_restore(repository, manifest, request, logs, data_dir, mounted=False):
+    owner = check_restore(request, data_dir, mounted, request.engine, "Start the server on %s yourself" % data_dir)
+    return {"data_dir": data_dir, "owner": owner}
+
+
+def finish_snapshot_restore(repository, manifest, request, logs, data_dir):
+    return finish_restore(request, data_dir, request.engine)
 
 
 def remote_restore_next(manifest, logs):

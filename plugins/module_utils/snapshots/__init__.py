@@ -42,7 +42,10 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.dataprotection.databases.plugins.module_utils.errors import UnsupportedError
+from ansible_collections.dataprotection.databases.plugins.module_utils.errors import ConfigError, UnsupportedError
+
+# The longest a provider waits for snapshots or volumes to become ready.
+MAX_WAIT_TIMEOUT = 7 * 24 * 3600
 
 # The implemented providers.  Each is imported when first used (aws_ebs brings boto3, half a second of
 # import that a retention run on a directory repository should not pay); the imports are written out
@@ -86,3 +89,26 @@ def can_delete(record):
 def delete_record(record):
     """Delete one snapshot through its provider; True when deleted, False when it was already gone."""
     return provider(record.get("provider")).delete(record)
+
+
+def seconds(value, name, default, maximum=MAX_WAIT_TIMEOUT):
+    """A positive number of seconds (fractions allowed), at most ``maximum``; ``default`` when not given."""
+    if value is None or value == "":
+        return default
+    if isinstance(value, bool):
+        raise ConfigError("%s must be a number of seconds, got %r" % (name, value))
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError("%s must be a number of seconds, got %r" % (name, value))
+    if not 0 < number <= maximum:
+        raise ConfigError("%s must be more than 0 and at most %d seconds, got %r" % (name, maximum, value))
+    return int(number) if number == int(number) else number
+
+
+def text(value):
+    """A stripped string, or None for None and blanks."""
+    if value is None:
+        return None
+    value = str(value).strip()
+    return value or None

@@ -84,12 +84,12 @@ from ansible_collections.dataprotection.databases.plugins.module_utils.repositor
     as_bool,
     as_int,
 )
+from ansible_collections.dataprotection.databases.plugins.module_utils.snapshots import seconds
 from ansible_collections.dataprotection.databases.plugins.module_utils.timeutil import format_time
 
 PROVIDER = "aws_ebs"
 LOCAL = False
 DEFAULT_WAIT_TIMEOUT = 1800
-MAX_WAIT_TIMEOUT = 7 * 24 * 3600
 DEFAULT_MAX_ATTEMPTS = 5
 # Polling DescribeSnapshots / DescribeVolumes: first at once, then after
 # POLL_INTERVAL seconds, doubling up to MAX_POLL_INTERVAL.
@@ -244,21 +244,6 @@ def _new_client(key):
 # Input
 
 
-def _seconds(value, name, default):
-    """A positive number of seconds (fractions allowed), at most MAX_WAIT_TIMEOUT."""
-    if value is None or value == "":
-        return default
-    if isinstance(value, bool):
-        raise ConfigError("%s must be a number of seconds, got %r" % (name, value))
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError("%s must be a number of seconds, got %r" % (name, value))
-    if not 0 < number <= MAX_WAIT_TIMEOUT:
-        raise ConfigError("%s must be more than 0 and at most %d seconds, got %r" % (name, MAX_WAIT_TIMEOUT, value))
-    return int(number) if number == int(number) else number
-
-
 def _region(value, name="snapshot.region"):
     region = _text(value) or _text(os.environ.get("AWS_REGION")) or _text(os.environ.get("AWS_DEFAULT_REGION"))
     if not region:
@@ -408,7 +393,7 @@ def normalize_spec(spec):
         "secret_key": secret_key,
         "session_token": session_token,
         "tags": _tags(spec.get("tags"), "snapshot.tags"),
-        "wait_timeout": _seconds(spec.get("wait_timeout"), "snapshot.wait_timeout", DEFAULT_WAIT_TIMEOUT),
+        "wait_timeout": seconds(spec.get("wait_timeout"), "snapshot.wait_timeout", DEFAULT_WAIT_TIMEOUT),
     })
     if len(settings["tags"]) + 3 > MAX_TAGS:
         raise ConfigError(
@@ -891,7 +876,7 @@ def create(plan, backup_id, labels=None, timeout=None, taken=None):
     backup_id = _text(backup_id)
     if not backup_id:
         raise ConfigError("a snapshot needs the backup id it belongs to")
-    timeout = _seconds(timeout, "timeout", plan.get("wait_timeout") or DEFAULT_WAIT_TIMEOUT)
+    timeout = seconds(timeout, "timeout", plan.get("wait_timeout") or DEFAULT_WAIT_TIMEOUT)
     prepared = []  # (volume dict, tags, description), all checked before the first snapshot is started
     for volume in plan["volumes"]:
         description = "dataprotection.databases backup %s: %s%s" % (
@@ -1049,7 +1034,7 @@ def _restore_target(target, region):
         "tags": _tags(target.get("tags"), "target.tags"),
         "instance_id": instance_id,
         "device_name": _device(device_name, "target.device_name") if device_name else None,
-        "wait_timeout": _seconds(target.get("wait_timeout"), "target.wait_timeout", DEFAULT_WAIT_TIMEOUT),
+        "wait_timeout": seconds(target.get("wait_timeout"), "target.wait_timeout", DEFAULT_WAIT_TIMEOUT),
     }
 
 

@@ -95,6 +95,8 @@ from ansible_collections.dataprotection.databases.plugins.module_utils.errors im
     ObjectNotFound,
     TLSVerificationFailed,
 )
+from ansible_collections.dataprotection.databases.plugins.module_utils.snapshots import seconds as _seconds
+from ansible_collections.dataprotection.databases.plugins.module_utils.snapshots import text as _text
 from ansible_collections.dataprotection.databases.plugins.module_utils.timeutil import format_time, parse_time
 
 PROVIDER = "kubernetes"
@@ -102,7 +104,6 @@ LOCAL = False
 SNAPSHOT_GROUP = "snapshot.storage.k8s.io"
 SNAPSHOT_VERSION = "v1"
 DEFAULT_WAIT_TIMEOUT = 600
-MAX_WAIT_TIMEOUT = 7 * 24 * 3600
 # Polling VolumeSnapshots / PVCs: first at once, then after POLL_INTERVAL seconds, growing to MAX_POLL_INTERVAL.
 POLL_INTERVAL = 2.0
 MAX_POLL_INTERVAL = 10.0
@@ -147,13 +148,6 @@ _FORBIDDEN_USER = re.compile(r'User "([^"]*)"')
 # Small input helpers
 
 
-def _text(value):
-    if value is None:
-        return None
-    value = str(value).strip()
-    return value or None
-
-
 def _as_bool(value, name):
     if isinstance(value, bool):
         return value
@@ -163,21 +157,6 @@ def _as_bool(value, name):
     if text in ("0", "false", "no", "off", "n"):
         return False
     raise ConfigError("%s must be a boolean, got %r" % (name, value))
-
-
-def _seconds(value, name, default):
-    """A positive number of seconds (fractions allowed), at most MAX_WAIT_TIMEOUT."""
-    if value is None or value == "":
-        return default
-    if isinstance(value, bool):
-        raise ConfigError("%s must be a number of seconds, got %r" % (name, value))
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError("%s must be a number of seconds, got %r" % (name, value))
-    if not 0 < number <= MAX_WAIT_TIMEOUT:
-        raise ConfigError("%s must be more than 0 and at most %d seconds, got %r" % (name, MAX_WAIT_TIMEOUT, value))
-    return int(number) if number == int(number) else number
 
 
 def _namespace(value, name):
