@@ -251,7 +251,7 @@ def test_an_unlock_that_fails_names_the_manual_command(server, provider, spec):
     assert "could not be released" in caught.value.message and "db.fsyncUnlock()" in caught.value.hint
     # One attempt only: a second could release someone else's lock if the first went through unseen.
     assert server.events().count("unlock") == 1 and server.lock_count == 1
-    assert [k for k in LocalRepo({"path": spec["path"]}).list("orders/backups/")] == []
+    assert list(LocalRepo({"path": spec["path"]}).list("orders/backups/")) == []
 
 
 def test_an_unlock_that_fails_after_a_failed_snapshot_is_reported_on_the_error(server, provider, spec):

@@ -32,8 +32,8 @@ def plan_snapshot(request, local=False):
                           hint="Give the %s storage directory on this host" % request.engine)
     if local and data_dir is None and request.snapshot.get("provider") != "btrfs":
         raise ConfigError(
-            "engine %s with provider %s needs snapshot.data_dir: the server is not asked where its data is" % (request.engine,
-                                                                                                              request.snapshot.get("provider")),
+            "engine %s with provider %s needs snapshot.data_dir: the server is not asked where its data is"
+            % (request.engine, request.snapshot.get("provider")),
             hint="Set snapshot.data_dir to the server's storage directory",
         )
     return {
