@@ -112,4 +112,7 @@ def summarize(manifest):
     )
     summary = dict((k, manifest.get(k)) for k in keys if k in manifest)
     summary["objects"] = len(manifest.get("objects", []))
+    if manifest.get("type") == "snapshot":
+        summary["snapshots"] = [dict((k, r.get(k)) for k in ("provider", "id", "source", "created")) for r in manifest.get("snapshots") or []]
+        summary["streamed"] = bool(manifest.get("streamed"))
     return summary

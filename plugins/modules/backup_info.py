@@ -129,6 +129,16 @@ backups:
     type:
       description: V(full) or V(snapshot).
       type: str
+    consistency:
+      description: V(application) when the engine was quiesced for the backup, V(crash) for a crash-consistent volume snapshot.
+      type: str
+    snapshots:
+      description: For a V(snapshot) backup, its volume snapshots (C(provider), C(id), C(source), C(created)); empty when only a streamed copy is kept.
+      type: list
+      elements: dict
+    streamed:
+      description: For a V(snapshot) backup, whether a copy of the snapshot's files is in the repository.
+      type: bool
     start_time:
       description: When the backup started (UTC ISO-8601).
       type: str

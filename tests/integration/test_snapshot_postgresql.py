@@ -92,6 +92,8 @@ def test_btrfs_snapshot_backup_and_restore(tmp_path, postgres_factory, postgres_
     assert manifest["snapshots"][0]["uuid"] and manifest["consistency"] == "application" and manifest["type"] == "snapshot"
     info = run["info"]
     assert [b["backup_id"] for b in info["backups"]] == [taken["backup_id"]] and info["verification"]["ok"], info
+    assert info["backups"][0]["snapshots"][0]["id"] == snapshot_path and info["backups"][0]["streamed"] is False
+    assert info["backups"][0]["consistency"] == "application"
     # The snapshot holds no backup_label (non-exclusive backup mode): restores write the manifest's.
     assert not os.path.exists(os.path.join(snapshot_path, "backup_label"))
 
