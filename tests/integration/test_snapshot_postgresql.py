@@ -28,6 +28,8 @@ import shutil
 import subprocess
 import time
 
+import pytest
+
 from harness.loopfs import btrfs_fs  # noqa: F401  pylint: disable=unused-import
 from harness.playbook import iso, now, run_tasks, task
 
@@ -112,9 +114,11 @@ def test_btrfs_snapshot_backup_and_restore(tmp_path, postgres_factory, postgres_
     assert rows(restored, "SELECT count(*), max(id) FROM items") == ["20000|20000"]
 
 
-def test_streamed_snapshot_is_a_pitr_base(tmp_path, postgres_factory, postgres_on_datadir, btrfs_fs, server_tmp_path, agent):
-    """stream: true, keep: false: the snapshot's files go into the repository and the snapshot is deleted; with WAL
-    archiving the backup is the base of a point-in-time restore, restored from the repository."""
+@pytest.mark.parametrize("streamed", [True, False], ids=["streamed", "kept-snapshot"])
+def test_snapshot_is_a_pitr_base(streamed, tmp_path, postgres_factory, postgres_on_datadir, btrfs_fs, server_tmp_path, agent):
+    """With WAL archiving a snapshot backup is the base of a point-in-time restore: restored from the snapshot (a new
+    subvolume, then the archived WAL up to the target), or with stream: true and keep: false, where the snapshot is
+    deleted once its files are in the repository, from the repository."""
     pg, subvolume = pg_on_btrfs(postgres_factory, postgres_on_datadir, btrfs_fs)
     repo = {"type": "local", "path": str(server_tmp_path / "repo")}  # archive_command runs as postgres
     common = dict(repo=repo, cluster="shop", engine="postgresql", connection=pg.connection)
@@ -124,12 +128,15 @@ def test_streamed_snapshot_is_a_pitr_base(tmp_path, postgres_factory, postgres_o
     pg.restart()
     pg.psql("CREATE TABLE orders(id int, note text); INSERT INTO orders SELECT g, 'before backup' FROM generate_series(1, 100) g")
 
-    run = run_tasks([task("backup", "base", method="volume-snapshot", snapshot={"provider": "btrfs", "stream": True, "keep": False},
-                          **common)])
+    snapshot = {"provider": "btrfs", "stream": True, "keep": False} if streamed else {"provider": "btrfs"}
+    run = run_tasks([task("backup", "base", method="volume-snapshot", snapshot=snapshot, **common)])
     base = run["base"]["backup"]
-    assert base["type"] == "snapshot" and base["streamed"] and base["snapshots"] == [], run
-    assert "files.tar.zst" in base["objects"] and base["size"] > 10 * 1024 * 1024, base
-    assert btrfs_fs.subvolumes() == ["pgdata"], "keep: false left the snapshot"
+    if streamed:
+        assert base["type"] == "snapshot" and base["streamed"] and base["snapshots"] == [], run
+        assert "files.tar.zst" in base["objects"] and base["size"] > 10 * 1024 * 1024, base
+        assert btrfs_fs.subvolumes() == ["pgdata"], "keep: false left the snapshot"
+    else:
+        assert base["type"] == "snapshot" and not base["streamed"] and len(base["snapshots"]) == 1, run
 
     pg.psql("INSERT INTO orders VALUES (101, 'moment 1')")
     time.sleep(1.2)
@@ -140,14 +147,18 @@ def test_streamed_snapshot_is_a_pitr_base(tmp_path, postgres_factory, postgres_o
     window = run["synced"]["windows"][0]
     assert window["base_backups"] == [base["backup_id"]] and window["start"] < iso(middle) < window["end"], run
 
-    target = str(server_tmp_path / "pitr")
+    # A kept snapshot restores as a new subvolume on its own file system; a streamed copy anywhere.
+    target = str(server_tmp_path / "pitr") if streamed else btrfs_fs.path("pitr")
     restore_args = dict(repo=repo, cluster="shop", engine="postgresql", restore_time=iso(middle), data_dir=target)
     run = run_tasks([task("restore", "planned", **restore_args)], check=True)
     plan = run["planned"]["plan"]
-    assert plan["source"] == "repository" and plan["backup_id"] == base["backup_id"] and plan["recovery"] == "point-in-time", run
-    assert not os.path.exists(target)
+    source = "repository" if streamed else "snapshot"
+    assert plan["source"] == source and plan["backup_id"] == base["backup_id"] and plan["recovery"] == "point-in-time", run
+    assert plan["wal"]["segments"] >= 1 and not os.path.exists(target)
     run = run_tasks([task("restore", "pitr", **restore_args)])
-    assert run["pitr"]["restored"]["from"] == "repository" and run["pitr"]["restored"]["wal_segments"] >= 2, run
+    restored = run["pitr"]["restored"]
+    assert restored["from"] == ("repository" if streamed else "snapshot %s" % base["snapshots"][0]["id"]), run
+    assert restored["wal_segments"] >= 2 and restored["restore_time"] == iso(middle), run
     pg.stop()
     restored = postgres_on_datadir(target, password=pg.password)
     wait_promoted(restored)
