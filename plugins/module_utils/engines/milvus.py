@@ -49,11 +49,11 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import json
-import os
 import socket
 import urllib.error
 import urllib.request
 
+from ansible_collections.dataprotection.databases.plugins.module_utils import tools
 from ansible_collections.dataprotection.databases.plugins.module_utils.errors import ConfigError, EngineError
 from ansible_collections.dataprotection.databases.plugins.module_utils.engines import volume
 from ansible_collections.dataprotection.databases.plugins.module_utils.quiesce import Quiesce
@@ -77,14 +77,8 @@ class Connection(object):
 
     def __init__(self, params):
         params = dict(params or {})
-        host = params.get("host") or DEFAULT_HOST
         self.port = int(params.get("port") or DEFAULT_PORT)
-        if "://" in host:
-            if not host.startswith(("http://", "https://")):
-                raise ConfigError("connection.host %r is neither a host name nor an http:// or https:// URL" % host)
-            self.url = host.rstrip("/")
-        else:
-            self.url = "http://%s:%d" % ("[%s]" % host if ":" in host else host, self.port)
+        self.url = tools.http_base_url(params.get("host"), self.port, DEFAULT_HOST)
         self.user = params.get("user")
         self.password = params.get("password")
         self.token = params.get("token")
@@ -165,22 +159,9 @@ class Connection(object):
         return self.api(FLUSH_PATH, {"dbName": database, "collectionName": collection}, timeout=timeout)
 
 
-def _data_dir(request, local):
-    data_dir = request.snapshot.get("data_dir")
-    if data_dir is not None and (not os.path.isabs(data_dir) or not os.path.isdir(data_dir)):
-        raise ConfigError("snapshot.data_dir %s is not an existing directory (an absolute path)" % data_dir,
-                          hint="Give the directory on this host that holds Milvus' etcd, object storage and message queue volumes")
-    if local and data_dir is None and request.snapshot.get("provider") != "btrfs":
-        raise ConfigError(
-            "engine milvus with provider %s needs snapshot.data_dir: the server is not asked where its data is" % request.snapshot.get("provider"),
-            hint="Set snapshot.data_dir to the directory that holds Milvus' volumes (etcd, minio, milvus) on this host",
-        )
-    return data_dir
-
-
 def plan_snapshot(request, local=False):
     """Read-only: the collections of each database (which also proves the credentials may list them)."""
-    data_dir = _data_dir(request, local)
+    data_dir = volume.storage_dir(request, local, "directory that holds Milvus' volumes (etcd, object storage, message queue)")
     conn = Connection(request.connection)
     collections = dict((database, conn.collections(database)) for database in conn.databases)
     warnings = [

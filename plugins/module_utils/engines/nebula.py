@@ -57,7 +57,6 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import json
-import os
 import re
 import time
 
@@ -278,22 +277,9 @@ def inspect(conn):
     return {"spaces": spaces, "hosts": hosts, "roles": roles, "problems": problems, "version": ", ".join(versions) or None}
 
 
-def _data_dir(request, local):
-    data_dir = request.snapshot.get("data_dir")
-    if data_dir is not None and (not os.path.isabs(data_dir) or not os.path.isdir(data_dir)):
-        raise ConfigError("snapshot.data_dir %s is not an existing directory (an absolute path)" % data_dir,
-                          hint="Give the storage data path (--data_path of nebula-storaged) on this host")
-    if local and data_dir is None and request.snapshot.get("provider") != "btrfs":
-        raise ConfigError(
-            "engine nebula with provider %s needs snapshot.data_dir: the server is not asked where its data is" % request.snapshot.get("provider"),
-            hint="Set snapshot.data_dir to the storage data path (--data_path of nebula-storaged) on this host",
-        )
-    return data_dir
-
-
 def plan_snapshot(request, local=False):
     """Read-only: the spaces to flush, the storage hosts (all ONLINE), the user's role in every space."""
-    data_dir = _data_dir(request, local)
+    data_dir = volume.storage_dir(request, local, "storage data path (--data_path of nebula-storaged)")
     conn = Connection(request.connection)
     server = inspect(conn)
     offline = ["%s:%s (%s)" % (h["host"], h["port"], h["status"]) for h in server["hosts"] if h["status"] != "ONLINE"]

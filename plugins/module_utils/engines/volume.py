@@ -25,17 +25,24 @@ from ansible_collections.dataprotection.databases.plugins.module_utils.quiesce i
 METHODS = ("volume-snapshot",)
 
 
-def plan_snapshot(request, local=False):
+def storage_dir(request, local, where):
+    """``snapshot.data_dir``, checked: for an engine whose server is not asked where its data is, a local provider other than
+    btrfs (which can be given the subvolume instead) needs it.  ``where`` says what the directory is, for the hints."""
     data_dir = request.snapshot.get("data_dir")
     if data_dir is not None and (not os.path.isabs(data_dir) or not os.path.isdir(data_dir)):
         raise ConfigError("snapshot.data_dir %s is not an existing directory (an absolute path)" % data_dir,
-                          hint="Give the %s storage directory on this host" % request.engine)
+                          hint="Give the %s on this host" % where)
     if local and data_dir is None and request.snapshot.get("provider") != "btrfs":
         raise ConfigError(
             "engine %s with provider %s needs snapshot.data_dir: the server is not asked where its data is"
             % (request.engine, request.snapshot.get("provider")),
-            hint="Set snapshot.data_dir to the server's storage directory",
+            hint="Set snapshot.data_dir to the %s on this host" % where,
         )
+    return data_dir
+
+
+def plan_snapshot(request, local=False):
+    data_dir = storage_dir(request, local, "%s storage directory" % request.engine)
     return {
         "data_dir": data_dir,
         "quiesce": "none (crash-consistent)",

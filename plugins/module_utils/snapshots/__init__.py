@@ -42,7 +42,9 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.dataprotection.databases.plugins.module_utils.errors import ConfigError, UnsupportedError
+import time
+
+from ansible_collections.dataprotection.databases.plugins.module_utils.errors import ConfigError, EngineError, UnsupportedError
 
 # The longest a provider waits for snapshots or volumes to become ready.
 MAX_WAIT_TIMEOUT = 7 * 24 * 3600
@@ -112,3 +114,33 @@ def text(value):
         return None
     value = str(value).strip()
     return value or None
+
+
+def wait_until(check, timeout, describe, hint, interval, max_interval):
+    """Call ``check()`` until it returns True: at once, then with pauses from ``interval`` doubling up to ``max_interval``.
+
+    ``check`` raises when what it waits for reached a state it cannot leave; the
+    deadline raises EngineError naming ``describe()``, what is still waited for.
+    """
+    deadline = time.monotonic() + timeout
+    delay = interval
+    while True:
+        if check():
+            return
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise EngineError("%s did not finish within %ss" % (describe(), timeout), hint=hint)
+        time.sleep(min(delay, remaining))
+        delay = min(delay * 2, max_interval)
+
+
+def with_leftovers(error, leftovers, kind):
+    """The same error, saying which objects a failed run made and could not remove ({name: problem})."""
+    if not leftovers:
+        return error
+    names = ", ".join(sorted(leftovers))
+    details = dict(error.details, left_behind=sorted(leftovers))
+    hint = "%s%sThe %s %s made by this run could not be deleted (%s): delete %s by hand" % (
+        error.hint or "", ". " if error.hint else "", kind, names, "; ".join(sorted(set(leftovers.values()))),
+        "it" if len(leftovers) == 1 else "them")
+    return type(error)(error.message, hint=hint, **details)

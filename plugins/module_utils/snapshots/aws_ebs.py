@@ -45,7 +45,6 @@ __metaclass__ = type
 import os
 import re
 import threading
-import time
 import traceback
 import uuid
 
@@ -84,7 +83,7 @@ from ansible_collections.dataprotection.databases.plugins.module_utils.repositor
     as_bool,
     as_int,
 )
-from ansible_collections.dataprotection.databases.plugins.module_utils.snapshots import seconds
+from ansible_collections.dataprotection.databases.plugins.module_utils.snapshots import seconds, wait_until, with_leftovers
 from ansible_collections.dataprotection.databases.plugins.module_utils.timeutil import format_time
 
 PROVIDER = "aws_ebs"
@@ -628,41 +627,14 @@ def _tag_dict(item):
     return dict((tag.get("Key"), tag.get("Value")) for tag in item.get("Tags") or ())
 
 
-def _with_leftovers(error, leftovers, kind):
-    """The same error, saying which resources could not be removed after it."""
-    if not leftovers:
-        return error
-    names = ", ".join(sorted(leftovers))
-    details = dict(error.details, left_behind=sorted(leftovers))
-    hint = "%s%sThe %s %s made by this run could not be deleted (%s): delete %s by hand" % (
-        error.hint or "", ". " if error.hint else "", kind, names, "; ".join(sorted(set(leftovers.values()))),
-        "it" if len(leftovers) == 1 else "them")
-    return type(error)(error.message, hint=hint, **details)
-
-
 # ---------------------------------------------------------------------------
 # Waiting
 
 
 def _wait(check, timeout, describe):
-    """Call ``check()`` until it returns True: at once, then with growing pauses, until ``timeout`` seconds passed.
-
-    ``check`` raises when the resource reached a state it cannot leave; the
-    deadline raises EngineError naming ``describe()``, what is still waited for.
-    """
-    deadline = time.monotonic() + timeout
-    delay = POLL_INTERVAL
-    while True:
-        if check():
-            return
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise EngineError(
-                "%s did not finish within %ss" % (describe(), timeout),
-                hint="Raise snapshot.wait_timeout (the first snapshot of a volume copies all of it; later ones only what changed)",
-            )
-        time.sleep(min(delay, remaining))
-        delay = min(delay * 2, MAX_POLL_INTERVAL)
+    """Wait until ``check()`` is True (see snapshots.wait_until), polling EC2 from POLL_INTERVAL up to MAX_POLL_INTERVAL."""
+    wait_until(check, timeout, describe, "Raise snapshot.wait_timeout (the first snapshot of a volume copies all of it; later ones only what changed)",
+               POLL_INTERVAL, MAX_POLL_INTERVAL)
 
 
 def _snapshot_states(conn, snapshot_ids):
@@ -896,7 +868,7 @@ def create(plan, backup_id, labels=None, timeout=None, taken=None):
     except BaseException as exc:
         left = _delete_quietly(conn, [s[0] for s in started])
         if isinstance(exc, Exception):
-            raise _with_leftovers(ec2_error(exc, "CreateSnapshot", conn), left, "snapshots")
+            raise with_leftovers(ec2_error(exc, "CreateSnapshot", conn), left, "snapshots")
         raise
     records = []
     for snapshot_id, volume, response in started:
@@ -1158,7 +1130,7 @@ def restore(record, target, check_mode=False, **options):
     except BaseException as exc:
         left = _remove_volume(conn, volume_id, wanted if attach_started else None) if volume_id else {}
         if isinstance(exc, Exception):
-            raise _with_leftovers(ec2_error(exc, "CreateVolume", conn, snapshot_id), left, "volume")
+            raise with_leftovers(ec2_error(exc, "CreateVolume", conn, snapshot_id), left, "volume")
         raise
     return result
 

@@ -64,7 +64,6 @@ import json
 import os
 import re
 import threading
-import time
 import traceback
 import uuid
 
@@ -97,6 +96,7 @@ from ansible_collections.dataprotection.databases.plugins.module_utils.errors im
 )
 from ansible_collections.dataprotection.databases.plugins.module_utils.snapshots import seconds as _seconds
 from ansible_collections.dataprotection.databases.plugins.module_utils.snapshots import text as _text
+from ansible_collections.dataprotection.databases.plugins.module_utils.snapshots import wait_until, with_leftovers
 from ansible_collections.dataprotection.databases.plugins.module_utils.timeutil import format_time, parse_time
 
 PROVIDER = "kubernetes"
@@ -888,30 +888,9 @@ def _meta(obj):
     return obj.get("metadata") or {}
 
 
-def _with_leftovers(error, leftovers, kind):
-    """The same error, saying which objects could not be removed after it."""
-    if not leftovers:
-        return error
-    names = ", ".join(sorted(leftovers))
-    details = dict(error.details, left_behind=sorted(leftovers))
-    hint = "%s%sThe %s %s made by this run could not be deleted (%s): delete %s by hand" % (
-        error.hint or "", ". " if error.hint else "", kind, names, "; ".join(sorted(set(leftovers.values()))),
-        "it" if len(leftovers) == 1 else "them")
-    return type(error)(error.message, hint=hint, **details)
-
-
 def _wait(check, timeout, describe, hint):
-    """Call ``check()`` until it returns True: at once, then with growing pauses, until ``timeout`` seconds passed."""
-    deadline = time.monotonic() + timeout
-    delay = POLL_INTERVAL
-    while True:
-        if check():
-            return
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise EngineError("%s did not finish within %ss" % (describe(), timeout), hint=hint)
-        time.sleep(min(delay, remaining))
-        delay = min(delay * 2, MAX_POLL_INTERVAL)
+    """Wait until ``check()`` is True (see snapshots.wait_until), polling from POLL_INTERVAL up to MAX_POLL_INTERVAL."""
+    wait_until(check, timeout, describe, hint, POLL_INTERVAL, MAX_POLL_INTERVAL)
 
 
 def _denied(api, verbs, resource, group, namespace):
@@ -1216,7 +1195,7 @@ def create(plan, backup_id, labels=None, timeout=None, taken=None):
             if isinstance(error, ObjectExists):
                 error.hint = "A VolumeSnapshot of that name is there already (of an earlier run with this backup id?): delete it, or take " \
                              "the backup again with another id; it was not touched"
-            raise _with_leftovers(error, left, "VolumeSnapshots")
+            raise with_leftovers(error, left, "VolumeSnapshots")
         raise
     records = []
     for volume, body in prepared:
@@ -1539,7 +1518,7 @@ def restore(record, target, check_mode=False, **options):
             if problem:
                 left["%s/%s" % (wanted["namespace"], wanted["pvc_name"])] = problem
         if isinstance(exc, Exception):
-            raise _with_leftovers(k8s_error(exc, _Action("create", "persistentvolumeclaims", "", wanted["namespace"], wanted["pvc_name"]), conn),
+            raise with_leftovers(k8s_error(exc, _Action("create", "persistentvolumeclaims", "", wanted["namespace"], wanted["pvc_name"]), conn),
                                   left, "PersistentVolumeClaim")
         raise
     return result
