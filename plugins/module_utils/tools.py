@@ -20,7 +20,7 @@ import subprocess
 import threading
 import time
 
-from ansible_collections.dataprotection.databases.plugins.module_utils.errors import MissingDependency, ToolError
+from ansible_collections.dataprotection.databases.plugins.module_utils.errors import ConfigError, MissingDependency, ToolError
 
 STDERR_KEEP = 64 * 1024
 PIPE_SIZE = 1024 * 1024
@@ -56,6 +56,17 @@ def find_tool(name, extra_dirs=(), package=None, required=True):
         "the tool %s is not installed on this host" % name,
         hint="Install %s on the host that runs the task" % (package or name),
     )
+
+
+def http_base_url(host, port, default_host):
+    """The base URL of a server reached over HTTP (Prometheus, Milvus): ``host`` may be a host name or address (with ``port``),
+    or an http:// or https:// URL of its own (route prefix included; ``port`` then does not apply)."""
+    host = host or default_host
+    if "://" in host:
+        if not host.startswith(("http://", "https://")):
+            raise ConfigError("connection.host %r is neither a host name nor an http:// or https:// URL" % host)
+        return host.rstrip("/")
+    return "http://%s:%d" % ("[%s]" % host if ":" in host else host, int(port))
 
 
 def tool_env(extra=None):

@@ -81,14 +81,8 @@ class Connection(object):
 
     def __init__(self, params):
         params = dict(params or {})
-        host = params.get("host") or DEFAULT_HOST
         self.port = int(params.get("port") or DEFAULT_PORT)
-        if "://" in host:
-            if not host.startswith(("http://", "https://")):
-                raise ConfigError("connection.host %r is neither a host name nor an http:// or https:// URL" % host)
-            self.url = host.rstrip("/")
-        else:
-            self.url = "http://%s:%d" % ("[%s]" % host if ":" in host else host, self.port)
+        self.url = tools.http_base_url(params.get("host"), self.port, DEFAULT_HOST)
         self.user = params.get("user")
         self.password = params.get("password")
 
