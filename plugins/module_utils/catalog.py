@@ -18,6 +18,7 @@ from ansible_collections.dataprotection.databases.plugins.module_utils.manifest 
     backups_prefix,
     object_key,
     parse_manifest,
+    streamed_object,
 )
 from ansible_collections.dataprotection.databases.plugins.module_utils.timeutil import parse_time
 from ansible_collections.dataprotection.databases.plugins.module_utils.transfer import verify_object
@@ -114,5 +115,5 @@ def summarize(manifest):
     summary["objects"] = len(manifest.get("objects", []))
     if manifest.get("type") == "snapshot":
         summary["snapshots"] = [dict((k, r.get(k)) for k in ("provider", "id", "source", "created")) for r in manifest.get("snapshots") or []]
-        summary["streamed"] = bool(manifest.get("streamed"))
+        summary["streamed"] = streamed_object(manifest) is not None
     return summary

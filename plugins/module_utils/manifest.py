@@ -29,6 +29,8 @@ MANIFEST_VERSION = 1
 BACKUP_TYPES = ("full", "snapshot")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 _BACKUP_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+# The object of a volume-snapshot backup that holds a copy of the snapshot's files (snapshot.stream: true).
+FILES_OBJECT = "files.tar"
 REQUIRED = ("backup_id", "cluster", "engine", "method", "type", "start_time", "end_time", "objects")
 
 
@@ -120,3 +122,9 @@ def parse_manifest(raw, where):
     except ValueError:
         raise IntegrityError("%s is not valid JSON" % where)
     return validate(manifest, where)
+
+
+def streamed_object(manifest):
+    """The record of a snapshot backup's copy of its files in the repository, or None when it was not streamed."""
+    found = [o for o in manifest.get("objects") or () if o["name"].startswith(FILES_OBJECT)]
+    return found[0] if found else None

@@ -44,11 +44,10 @@ import time
 from ansible_collections.dataprotection.databases.plugins.module_utils import engines, hostfiles, snapshots, tools
 from ansible_collections.dataprotection.databases.plugins.module_utils.errors import ConfigError, DataProtectionError, EngineError
 from ansible_collections.dataprotection.databases.plugins.module_utils.locking import Lease
-from ansible_collections.dataprotection.databases.plugins.module_utils.manifest import new_backup_id, write_manifest
+from ansible_collections.dataprotection.databases.plugins.module_utils.manifest import FILES_OBJECT, new_backup_id, streamed_object, write_manifest
 from ansible_collections.dataprotection.databases.plugins.module_utils.repoconfig import open_repository
 from ansible_collections.dataprotection.databases.plugins.module_utils.timeutil import format_time, utcnow
 
-FILES_OBJECT = "files.tar"
 # Keys of the ``snapshot`` option read here; the rest belong to the provider.
 CORE_KEYS = ("provider", "stream", "keep")
 SOURCES = ("auto", "snapshot", "repository", "mounted")
@@ -219,7 +218,6 @@ def run_backup(spec, request, check_mode=False, lease_ttl=None):
                     "labels": request.labels,
                     "snapshots": records,
                     "snapshot_provider": provider_plan.get("provider"),
-                    "streamed": FILES_OBJECT if stream else None,
                     "consistency": quiesce.consistency,
                     "quiesce_seconds": quiesce.held_seconds,
                     "identity": identity,
@@ -266,7 +264,7 @@ def choose_source(manifest, source):
     if source not in SOURCES:
         raise ConfigError("source must be one of %s, got %r" % (", ".join(SOURCES), source))
     records = manifest.get("snapshots") or []
-    streamed = [o for o in manifest["objects"] if o["name"].startswith(FILES_OBJECT)]
+    streamed = streamed_object(manifest)
     if source == "mounted":
         return source
     if source == "repository" or (source == "auto" and not records):
@@ -316,7 +314,7 @@ def run_restore(repository, manifest, request, logs=None, check_mode=False):
         return {"changed": True, "plan": plan}
     if source == "repository":
         with hostfiles.Target(data_dir):
-            record = [o for o in manifest["objects"] if o["name"].startswith(FILES_OBJECT)][0]
+            record = streamed_object(manifest)
             tar = tools.find_tool("tar", package="tar")
             hostfiles.feed_object(repository, manifest, record, [tar, "-x", "-f", "-", "-C", data_dir, "--numeric-owner"], "tar")
             restored = engine.finish_snapshot_restore(repository, manifest, request, logs, data_dir)
