@@ -1123,3 +1123,39 @@ def prometheus_server():
     tracker, make = _factory_fixture(start_prometheus)
     yield make()
     tracker.close()
+
+
+# --------------------------------------------------------------------------- helpers for servers a restore started
+
+
+def stop_pid(pid, timeout=60):
+    """Stop a server a restore started (not one of the fixtures'): SIGTERM, wait until it is gone (or a zombie), SIGKILL after ``timeout``."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except OSError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open("/proc/%d/stat" % pid) as handle:
+                if handle.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    return
+        except (IOError, OSError):
+            return
+        time.sleep(0.1)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except OSError:
+        pass
+
+
+def mysql_uid():
+    return int(subprocess.check_output(["id", "-u", "mysql"]))
+
+
+def socket_query(socket, password, sql):
+    """Run SQL as root on a MariaDB reached through its socket (a server a restore started); return the rows."""
+    out = subprocess.run(["mariadb", "--no-defaults", "--socket=%s" % socket, "--user=root", "--batch", "--skip-column-names", "-e", sql],
+                         env=dict(os.environ, MYSQL_PWD=password), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         universal_newlines=True, check=True, timeout=60)
+    return out.stdout.strip().splitlines()

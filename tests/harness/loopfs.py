@@ -128,6 +128,18 @@ class LoopBtrfs(Mounted):
         run([self.btrfs, "subvolume", "create", path])
         return path
 
+    def subvolume_from(self, relative, source):
+        """Make the subvolume ``relative`` holding a copy of the directory ``source`` (a stopped server's data); return its path."""
+        path = self.subvolume(relative)
+        for name in os.listdir(source):
+            item = os.path.join(source, name)
+            if os.path.isdir(item) and not os.path.islink(item):
+                shutil.copytree(item, os.path.join(path, name), symlinks=True)
+            else:
+                shutil.copy2(item, os.path.join(path, name))
+        os.chmod(self.mount, 0o755)  # the server's user must reach the subvolume
+        return path
+
     def subvolumes(self):
         """The paths (relative to the top level) of all subvolumes, sorted."""
         out = run([self.btrfs, "subvolume", "list", self.mount])

@@ -19,41 +19,13 @@ __metaclass__ = type
 import json
 import os
 import select
-import signal
 import subprocess
 import time
 
 import pytest
 
-from harness.dbservers import free_port
+from harness.dbservers import free_port, mysql_uid, socket_query, stop_pid
 from harness.playbook import iso, now, run_tasks, task, with_connection
-
-
-def mysql_uid():
-    return int(subprocess.check_output(["id", "-u", "mysql"]))
-
-
-def socket_query(socket, password, sql):
-    """Run SQL on a server reached through its socket, as root."""
-    out = subprocess.run(["mariadb", "--no-defaults", "--socket=%s" % socket, "--user=root", "--batch", "--skip-column-names", "-e", sql],
-                         env=dict(os.environ, MYSQL_PWD=password), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         universal_newlines=True, check=True, timeout=60)
-    return out.stdout.strip().splitlines()
-
-
-def stop_pid(pid, timeout=60):
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except OSError:
-        return
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except OSError:
-            return
-        time.sleep(0.2)
-    os.kill(pid, signal.SIGKILL)
 
 
 def ship_pass(agent, config_path):

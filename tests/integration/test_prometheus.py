@@ -22,7 +22,6 @@ import base64
 import json
 import os
 import pwd
-import signal
 import subprocess
 import time
 import urllib.error
@@ -31,7 +30,7 @@ import urllib.request
 
 import pytest
 
-from harness.dbservers import free_port
+from harness.dbservers import free_port, stop_pid
 from harness.playbook import run_playbook, run_tasks, task
 
 from ansible_collections.dataprotection.databases.plugins.module_utils.timeutil import parse_time
@@ -80,16 +79,6 @@ def wait_until(predicate, what, timeout=45):
     while not predicate():
         assert time.monotonic() < deadline, "timed out waiting until %s" % what
         time.sleep(0.25)
-
-
-def stop_pid(pid, timeout=60):
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except OSError:
-        return
-    deadline = time.monotonic() + timeout
-    while os.path.exists("/proc/%d" % pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
 
 
 @pytest.fixture

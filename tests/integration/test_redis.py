@@ -24,14 +24,13 @@ __metaclass__ = type
 import json
 import os
 import pwd
-import signal
 import subprocess
 import time
 
 import pytest
 
 from ansible_collections.dataprotection.databases.plugins.module_utils.repoadmin import ensure_present
-from harness.dbservers import free_port, run_command
+from harness.dbservers import free_port, run_command, stop_pid
 from harness.playbook import iso, now, run_playbook, run_tasks, task
 
 ROOT = os.geteuid() == 0
@@ -154,19 +153,6 @@ def assert_same_data(before, after):
 
 def redis_uid():
     return pwd.getpwnam("redis").pw_uid
-
-
-def stop_pid(pid, timeout=30):
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except OSError:
-        return
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and os.path.exists("/proc/%d" % pid):
-        with open("/proc/%d/stat" % pid) as handle:
-            if handle.read().rsplit(")", 1)[1].split()[0] == "Z":
-                return
-        time.sleep(0.1)
 
 
 def service_dir(path):

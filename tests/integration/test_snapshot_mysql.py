@@ -25,8 +25,6 @@ __metaclass__ = type
 
 import json
 import os
-import shutil
-import signal
 import subprocess
 import time
 
@@ -37,30 +35,9 @@ from ansible_collections.dataprotection.databases.plugins.module_utils.backup im
 from ansible_collections.dataprotection.databases.plugins.module_utils.errors import EngineError
 from ansible_collections.dataprotection.databases.plugins.module_utils.repoadmin import ensure_present
 from ansible_collections.dataprotection.databases.plugins.module_utils.snapshots import btrfs
-from harness.dbservers import free_port
+from harness.dbservers import free_port, mysql_uid, socket_query, stop_pid
 from harness.loopfs import btrfs_fs  # noqa: F401  pylint: disable=unused-import
 from harness.playbook import iso, now, run_tasks, task
-
-
-def mysql_uid():
-    return int(subprocess.check_output(["id", "-u", "mysql"]))
-
-
-def socket_query(socket, password, sql):
-    out = subprocess.run(["mariadb", "--no-defaults", "--socket=%s" % socket, "--user=root", "--batch", "--skip-column-names", "-e", sql],
-                         env=dict(os.environ, MYSQL_PWD=password), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         universal_newlines=True, check=True, timeout=60)
-    return out.stdout.strip().splitlines()
-
-
-def stop_pid(pid, timeout=60):
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except OSError:
-        return
-    deadline = time.monotonic() + timeout
-    while os.path.exists("/proc/%d" % pid) and time.monotonic() < deadline:
-        time.sleep(0.2)
 
 
 def mariadb_on_btrfs(mariadb_factory, mariadb_on_datadir, btrfs_fs):
@@ -68,14 +45,7 @@ def mariadb_on_btrfs(mariadb_factory, mariadb_on_datadir, btrfs_fs):
     initial = mariadb_factory()
     password = initial.password
     initial.stop()
-    subvolume = btrfs_fs.subvolume("mysql")
-    for name in os.listdir(initial.data_dir):
-        source = os.path.join(initial.data_dir, name)
-        if os.path.isdir(source) and not os.path.islink(source):
-            shutil.copytree(source, os.path.join(subvolume, name), symlinks=True)
-        else:
-            shutil.copy2(source, os.path.join(subvolume, name))
-    os.chmod(btrfs_fs.mount, 0o755)
+    subvolume = btrfs_fs.subvolume_from("mysql", initial.data_dir)
     return mariadb_on_datadir(subvolume, password=password), subvolume
 
 

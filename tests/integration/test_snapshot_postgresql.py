@@ -24,7 +24,6 @@ __metaclass__ = type
 
 import json
 import os
-import shutil
 import subprocess
 import time
 
@@ -52,14 +51,7 @@ def pg_on_btrfs(postgres_factory, postgres_on_datadir, btrfs_fs, settings=None):
     initial = postgres_factory(settings=settings)
     password = initial.password
     initial.stop()
-    subvolume = btrfs_fs.subvolume("pgdata")
-    for name in os.listdir(initial.data_dir):
-        source = os.path.join(initial.data_dir, name)
-        if os.path.isdir(source) and not os.path.islink(source):
-            shutil.copytree(source, os.path.join(subvolume, name), symlinks=True)
-        else:
-            shutil.copy2(source, os.path.join(subvolume, name))
-    os.chmod(btrfs_fs.mount, 0o755)
+    subvolume = btrfs_fs.subvolume_from("pgdata", initial.data_dir)
     return postgres_on_datadir(subvolume, password=password), subvolume
 
 

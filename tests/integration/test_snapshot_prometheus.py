@@ -22,7 +22,6 @@ __metaclass__ = type
 import json
 import os
 import pwd
-import signal
 import time
 import urllib.parse
 import urllib.request
@@ -31,7 +30,7 @@ import pytest
 
 from ansible_collections.dataprotection.databases.plugins.module_utils.timeutil import parse_time
 from harness import loopfs
-from harness.dbservers import free_port
+from harness.dbservers import free_port, stop_pid
 from harness.loopfs import btrfs_fs  # noqa: F401  pylint: disable=unused-import
 from harness.playbook import run_tasks, task
 
@@ -51,16 +50,6 @@ def samples(url, start, end):
         result = api(url, "/api/v1/query_range", {"query": expr, "start": first, "end": last, "step": "1"})["result"]
         out[expr] = sorted((json.dumps(r["metric"], sort_keys=True), r["values"]) for r in result)
     return out
-
-
-def stop_pid(pid, timeout=60):
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except OSError:
-        return
-    deadline = time.monotonic() + timeout
-    while os.path.exists("/proc/%d" % pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
 
 
 @pytest.fixture

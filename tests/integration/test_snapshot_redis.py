@@ -23,12 +23,10 @@ __metaclass__ = type
 import json
 import os
 import pwd
-import signal
-import time
 
 import pytest
 
-from harness.dbservers import free_port
+from harness.dbservers import free_port, stop_pid
 from harness.loopfs import btrfs_fs  # noqa: F401  pylint: disable=unused-import
 from harness.playbook import run_tasks, task
 
@@ -39,19 +37,6 @@ def resp(*args):
         data = str(arg)
         out.append("$%d\r\n%s\r\n" % (len(data.encode("utf-8")), data))
     return "".join(out)
-
-
-def stop_pid(pid, timeout=30):
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except OSError:
-        return
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and os.path.exists("/proc/%d" % pid):
-        with open("/proc/%d/stat" % pid) as handle:
-            if handle.read().rsplit(")", 1)[1].split()[0] == "Z":
-                return
-        time.sleep(0.1)
 
 
 @pytest.mark.parametrize("appendonly", [False, True], ids=["rdb", "aof"])
