@@ -65,23 +65,26 @@ def run_restore(spec, request, check_mode=False):
         else:
             manifests, dummy = catalog.scan_cluster(repo, request.cluster)
             manifest, logs = engine.plan_pitr(repo, request.cluster, manifests, request.restore_time)
-        if manifest.get("type") == "snapshot":
-            from ansible_collections.dataprotection.databases.plugins.module_utils import snapshot_backup  # pylint: disable=import-outside-toplevel
+        result = _restore(engine, repository, manifest, request, logs, check_mode)
+    result["plan"].setdefault("backup_id", manifest["backup_id"])
+    if "restored" in result:
+        result["restored"].setdefault("backup_id", manifest["backup_id"])
+    if request.restore_time is not None:
+        for part in ("plan", "restored"):
+            if part in result:
+                result[part]["restore_time"] = format_time(request.restore_time)
+    return result
 
-            result = snapshot_backup.run_restore(repository, manifest, request, logs, check_mode=check_mode)
-            for part in ("plan", "restored"):
-                if part in result and request.restore_time is not None:
-                    result[part]["restore_time"] = format_time(request.restore_time)
-            return result
-        if not request.target:
-            raise ConfigError("data_dir is required to restore backup %s" % manifest["backup_id"], hint="Set data_dir to the directory to restore into")
-        plan = engine.plan_restore(repository, manifest, request, logs)
-        if request.restore_time is not None:
-            plan["restore_time"] = format_time(request.restore_time)
-        if check_mode:
-            return {"changed": True, "plan": plan}
-        restored = engine.restore(repository, manifest, request, logs)
-        restored.setdefault("backup_id", manifest["backup_id"])
-        if request.restore_time is not None:
-            restored["restore_time"] = format_time(request.restore_time)
-        return {"changed": True, "plan": plan, "restored": restored}
+
+def _restore(engine, repository, manifest, request, logs, check_mode):
+    """The plan, and unless in check mode the restore, of one base backup."""
+    if manifest.get("type") == "snapshot":
+        from ansible_collections.dataprotection.databases.plugins.module_utils import snapshot_backup  # pylint: disable=import-outside-toplevel
+
+        return snapshot_backup.run_restore(repository, manifest, request, logs, check_mode=check_mode)
+    if not request.target:
+        raise ConfigError("data_dir is required to restore backup %s" % manifest["backup_id"], hint="Set data_dir to the directory to restore into")
+    plan = engine.plan_restore(repository, manifest, request, logs)
+    if check_mode:
+        return {"changed": True, "plan": plan}
+    return {"changed": True, "plan": plan, "restored": engine.restore(repository, manifest, request, logs)}
