@@ -339,12 +339,15 @@ def run_restore(repository, manifest, request, logs=None, check_mode=False):
 
 
 def _local_target(provider, request, data_dir):
-    """What a local provider restores to: btrfs a path (the new subvolume), lvm a dict (the new volume, mounted at data_dir)."""
+    """What a local provider restores to: ``data_dir`` itself (btrfs: the new subvolume), or, for a provider with target
+    options (``TARGET_KEYS``; lvm: the new volume), those options with the volume mounted at ``data_dir``."""
     given = dict(request.options.get("snapshot") or {})
-    if provider.PROVIDER == "btrfs":
-        if given:
-            raise ConfigError("a btrfs restore takes no snapshot options (%s): the new subvolume is made at data_dir" % ", ".join(sorted(given)),
-                              hint="Remove the snapshot option")
+    keys = tuple(getattr(provider, "TARGET_KEYS", ()))
+    unused = sorted(k for k in given if k not in keys)
+    if unused:
+        raise ConfigError("a %s restore does not use the snapshot options %s" % (provider.PROVIDER, ", ".join(unused)),
+                          hint="Remove them; %s" % ("it takes %s" % ", ".join(keys) if keys else "the new copy is made at data_dir"))
+    if not keys:
         return data_dir
     given["mount_point"] = given.get("mount_point") or data_dir
     return given

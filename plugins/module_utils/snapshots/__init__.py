@@ -30,7 +30,9 @@ Local providers (``LOCAL = True``: btrfs, lvm) snapshot volumes of this host:
 path as ``target``, and ``mounted(record)`` is a context manager yielding the
 directory inside the snapshot that holds the data directory (readable; what
 it mounted is unmounted on exit), from which a backup can stream the files
-into the repository.  Other providers (``LOCAL = False``: aws_ebs,
+into the repository.  A local provider whose restore takes options lists them in
+``TARGET_KEYS`` and accepts a dict target (lvm: the new volume's name, mounted
+at ``data_dir``); one without takes the path.  Other providers (``LOCAL = False``: aws_ebs,
 kubernetes) take a dict as ``target`` and cannot see the host's files.
 
 Records are what a backup's manifest keeps under ``snapshots``; retention

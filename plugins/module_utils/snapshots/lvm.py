@@ -76,6 +76,8 @@ from ansible_collections.dataprotection.databases.plugins.module_utils.timeutil 
 
 PROVIDER = "lvm"
 LOCAL = True
+# The keys of a restore target (the restore module's snapshot option).
+TARGET_KEYS = ("name", "vg", "size", "mount_point")
 
 LV_FIELDS = (
     "lv_name", "vg_name", "lv_uuid", "lv_attr", "lv_size", "origin", "pool_lv", "lv_path", "lv_dm_path",
