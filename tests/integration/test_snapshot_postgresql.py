@@ -29,6 +29,7 @@ import time
 
 import pytest
 
+from ansible_collections.dataprotection.databases.plugins.module_utils.timeutil import parse_time
 from harness.loopfs import btrfs_fs  # noqa: F401  pylint: disable=unused-import
 from harness.playbook import iso, now, run_tasks, task
 
@@ -150,7 +151,7 @@ def test_snapshot_is_a_pitr_base(streamed, tmp_path, postgres_factory, postgres_
     run = run_tasks([task("restore", "pitr", **restore_args)])
     restored = run["pitr"]["restored"]
     assert restored["from"] == ("repository" if streamed else "snapshot %s" % base["snapshots"][0]["id"]), run
-    assert restored["wal_segments"] >= 2 and restored["restore_time"] == iso(middle), run
+    assert restored["wal_segments"] >= 2 and parse_time(restored["restore_time"]) == parse_time(iso(middle)), run
     pg.stop()
     restored = postgres_on_datadir(target, password=pg.password)
     wait_promoted(restored)
