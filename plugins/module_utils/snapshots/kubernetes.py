@@ -1518,8 +1518,8 @@ def restore(record, target, check_mode=False, **options):
             if problem:
                 left["%s/%s" % (wanted["namespace"], wanted["pvc_name"])] = problem
         if isinstance(exc, Exception):
-            raise with_leftovers(k8s_error(exc, _Action("create", "persistentvolumeclaims", "", wanted["namespace"], wanted["pvc_name"]), conn),
-                                  left, "PersistentVolumeClaim")
+            action = _Action("create", "persistentvolumeclaims", "", wanted["namespace"], wanted["pvc_name"])
+            raise with_leftovers(k8s_error(exc, action, conn), left, "PersistentVolumeClaim")
         raise
     return result
 
