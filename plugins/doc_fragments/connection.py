@@ -60,4 +60,19 @@ options:
             run with C(--no-defaults), so nothing in C(~/.my.cnf) or C(/etc/mysql) changes what they do. Give the
             server's option file when its InnoDB files are not in the data directory."
         type: path
+      token:
+        description:
+          - An API key or bearer token, for engines reached over HTTP that take one (Milvus, Qdrant, Weaviate).
+          - "Milvus: exclusive with O(connection.user)/O(connection.password) (sent as C(user:password))."
+        type: str
+      tls:
+        description: Connect with TLS (MongoDB; the HTTP engines take an C(https://) URL in O(connection.host) instead).
+        type: bool
+      tls_ca_file:
+        description: "MongoDB with O(connection.tls=true): the CA certificate file the server's certificate is checked against."
+        type: path
+      databases:
+        description: "Milvus: the databases whose collections are included (default V([default]))."
+        type: list
+        elements: str
 """

@@ -61,9 +61,28 @@ CONNECTION_OPTIONS = dict(
     database=dict(type="str"),
     bin_dir=dict(type="path"),
     defaults_file=dict(type="path"),
+    token=dict(type="str", no_log=True),
+    tls=dict(type="bool"),
+    tls_ca_file=dict(type="path"),
+    databases=dict(type="list", elements="str"),
 )
 
 CONNECTION_ARGUMENT_SPEC = dict(connection=dict(type="dict", default={}, options=CONNECTION_OPTIONS))
+
+
+# Options of the engines' native (API-driven) methods, the same in backup and restore (documented once in
+# doc_fragments/native.py): which collections/classes, the server's own backup backend, the nodes of a cluster.
+NATIVE_OPTIONS = dict(
+    collections=dict(type="list", elements="str"),
+    backend=dict(type="str"),
+    nodes=dict(type="list", elements="str"),
+    operation_timeout=dict(type="int", default=3600),
+)
+
+
+def native_options(params):
+    """The native-method options a module was given, for a request's ``options``."""
+    return dict((key, params.get(key)) for key in NATIVE_OPTIONS)
 
 
 def engine_argument_spec(**extra):

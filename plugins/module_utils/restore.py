@@ -20,7 +20,7 @@ from ansible_collections.dataprotection.databases.plugins.module_utils.timeutil 
 
 
 class RestoreRequest(object):
-    def __init__(self, engine, cluster, target, backup_id=None, restore_time=None, force=False, options=None):
+    def __init__(self, engine, cluster, target, backup_id=None, restore_time=None, force=False, options=None, connection=None):
         self.engine = matrix.check_engine(engine)
         self.cluster = check_cluster(cluster)
         if bool(backup_id) == bool(restore_time):
@@ -37,6 +37,7 @@ class RestoreRequest(object):
                 )
         self.target = target
         self.force = force
+        self.connection = dict(connection or {})
         self.options = dict(options or {})
 
 
@@ -82,7 +83,9 @@ def _restore(engine, repository, manifest, request, logs, check_mode):
         from ansible_collections.dataprotection.databases.plugins.module_utils import snapshot_backup  # pylint: disable=import-outside-toplevel
 
         return snapshot_backup.run_restore(repository, manifest, request, logs, check_mode=check_mode)
-    if not request.target:
+    # A backup restored through the server's own API (a dump, a vector database's snapshot) goes to O(connection), not a directory.
+    into_server = getattr(engine, "restores_into_server", lambda manifest: False)(manifest)
+    if not request.target and not into_server:
         raise ConfigError("data_dir is required to restore backup %s" % manifest["backup_id"], hint="Set data_dir to the directory to restore into")
     plan = engine.plan_restore(repository, manifest, request, logs)
     if check_mode:

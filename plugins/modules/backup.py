@@ -70,6 +70,7 @@ extends_documentation_fragment:
   - dataprotection.databases.repo
   - dataprotection.databases.connection
   - dataprotection.databases.snapshot
+  - dataprotection.databases.native
 attributes:
   check_mode:
     support: full
@@ -310,7 +311,13 @@ error:
 
 from copy import deepcopy
 
-from ansible_collections.dataprotection.databases.plugins.module_utils.args_common import SNAPSHOT_OPTIONS, engine_argument_spec, given
+from ansible_collections.dataprotection.databases.plugins.module_utils.args_common import (
+    NATIVE_OPTIONS,
+    SNAPSHOT_OPTIONS,
+    engine_argument_spec,
+    given,
+    native_options,
+)
 from ansible_collections.dataprotection.databases.plugins.module_utils.backup import BackupRequest, run_backup
 from ansible_collections.dataprotection.databases.plugins.module_utils.matrix import default_method
 from ansible_collections.dataprotection.databases.plugins.module_utils.module import DataProtectionModule
@@ -326,7 +333,7 @@ def run(module):
         compression=params["compression"],
         compression_level=params["compression_level"],
         labels=params["labels"],
-        options={"parallel": params["parallel"], "lock_wait_timeout": params["lock_wait_timeout"]},
+        options=dict(native_options(params), parallel=params["parallel"], lock_wait_timeout=params["lock_wait_timeout"]),
         snapshot=given(params["snapshot"]) or None,
     )
     result = run_backup(module.repo_spec, request, check_mode=module.check_mode)
@@ -344,6 +351,7 @@ def main():
             parallel=dict(type="int"),
             lock_wait_timeout=dict(type="int", default=60),
             snapshot=dict(type="dict", options=deepcopy(SNAPSHOT_OPTIONS)),
+            **deepcopy(NATIVE_OPTIONS)
         ),
         supports_check_mode=True,
     )

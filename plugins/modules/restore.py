@@ -57,6 +57,8 @@ extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - dataprotection.databases.repo
   - dataprotection.databases.snapshot.restore
+  - dataprotection.databases.connection
+  - dataprotection.databases.native
 attributes:
   check_mode:
     support: full
@@ -89,7 +91,8 @@ options:
     description:
       - The directory to restore into. Created when missing.
       - Required, except for a volume-snapshot backup restored into new cloud volumes (O(snapshot), providers C(aws_ebs)
-        and C(kubernetes)).
+        and C(kubernetes)), and for backups restored through the target server's own API or client (MongoDB C(dump);
+        Qdrant, Weaviate, Milvus and Nebula native methods), which go to the server O(connection) names.
     type: path
   force:
     description: Replace the contents of a non-empty O(data_dir). The server using it must be stopped.
@@ -305,7 +308,14 @@ windows:
 
 from copy import deepcopy
 
-from ansible_collections.dataprotection.databases.plugins.module_utils.args_common import ENGINE_OPTION, SNAPSHOT_TARGET_OPTIONS, given
+from ansible_collections.dataprotection.databases.plugins.module_utils.args_common import (
+    CONNECTION_ARGUMENT_SPEC,
+    ENGINE_OPTION,
+    NATIVE_OPTIONS,
+    SNAPSHOT_TARGET_OPTIONS,
+    given,
+    native_options,
+)
 from ansible_collections.dataprotection.databases.plugins.module_utils.module import DataProtectionModule
 from ansible_collections.dataprotection.databases.plugins.module_utils.restore import RestoreRequest, run_restore
 
@@ -319,7 +329,9 @@ def run(module):
         backup_id=params["backup_id"],
         restore_time=params["restore_time"],
         force=params["force"],
-        options=dict((k, params[k]) for k in ("owner", "group", "start", "port", "socket_dir", "wait_timeout", "bin_dir", "defaults_file", "source")),
+        connection=params["connection"],
+        options=dict(native_options(params), **dict((k, params[k]) for k in ("owner", "group", "start", "port", "socket_dir", "wait_timeout",
+                                                                              "bin_dir", "defaults_file", "source"))),
     )
     request.options["snapshot"] = given(params["snapshot"])
     return run_restore(module.repo_spec, request, check_mode=module.check_mode)
@@ -344,6 +356,7 @@ def main():
             defaults_file=dict(type="path"),
             source=dict(type="str", default="auto", choices=["auto", "snapshot", "repository", "mounted"]),
             snapshot=dict(type="dict", options=deepcopy(SNAPSHOT_TARGET_OPTIONS)),
+            **dict(deepcopy(CONNECTION_ARGUMENT_SPEC), **deepcopy(NATIVE_OPTIONS))
         ),
         mutually_exclusive=[("backup_id", "restore_time")],
         required_one_of=[("backup_id", "restore_time")],

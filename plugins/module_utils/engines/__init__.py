@@ -14,7 +14,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.dataprotection.databases.plugins.module_utils.engines import milvus, mongodb, mysql, nebula, postgresql, prometheus, redis, volume
+from ansible_collections.dataprotection.databases.plugins.module_utils.engines import milvus, mongodb, mysql, nebula, postgresql, prometheus, qdrant, redis, weaviate
 from ansible_collections.dataprotection.databases.plugins.module_utils.errors import UnsupportedError
 
 # engine name -> implementation module; an engine appears here once implemented.
@@ -23,13 +23,11 @@ REGISTRY = {
     "mysql": mysql,
     "redis": redis,
     "prometheus": prometheus,
-    # Only volume snapshots in this version (MongoDB under fsyncLock; Nebula and Milvus flushed first, then crash-consistent;
-    # Qdrant and Weaviate crash-consistent).
     "mongodb": mongodb,
     "nebula": nebula,
     "milvus": milvus,
-    "qdrant": volume,
-    "weaviate": volume,
+    "qdrant": qdrant,
+    "weaviate": weaviate,
 }
 
 
