@@ -50,7 +50,7 @@ class ScheduleRequest(object):
     """A validated schedule."""
 
     def __init__(self, repo_spec, name, cluster, engine, method=None, cron=None, retention=None, enabled=True, connection=None,
-                 compression=None, compression_level=None, labels=None, parallel=None, options=None, snapshot=None):
+                 compression=None, compression_level=None, labels=None, parallel=None, options=None, snapshot=None, native=None):
         self.name = check_name(name)
         self.cluster = check_cluster(cluster)
         self.engine = matrix.check_engine(engine)
@@ -76,6 +76,8 @@ class ScheduleRequest(object):
         self.labels = dict(labels or {})
         self.parallel = parallel
         self.snapshot = dict((k, v) for k, v in (snapshot or {}).items() if v is not None)
+        # The native methods' options (collections, backend, nodes, operation_timeout), as the backup module takes them.
+        self.native = dict((k, v) for k, v in (native or {}).items() if v is not None)
         self.options = dict(options or {})
         self.user = self.options.get("user") or "root"
         self.agent = self.options.get("agent_command") or "/usr/local/bin/dataprotection"
@@ -94,6 +96,7 @@ class ScheduleRequest(object):
             "labels": dict(self.labels, schedule=self.name),
             "parallel": self.parallel,
             "snapshot": self.snapshot or None,
+            "native": self.native or None,
             "retention": self.retention.describe() if self.retention else None,
             "schedule": {"name": self.name, "cron": self.cron.expr},
         }
@@ -264,7 +267,7 @@ def _validate_backup(request):
 
     backup_request = BackupRequest(engine=request.engine, method=request.method, cluster=request.cluster, connection=request.connection,
                                    compression=request.compression, compression_level=request.compression_level, labels=request.labels,
-                                   options={"parallel": request.parallel}, snapshot=request.snapshot or None)
+                                   options=dict(request.native, parallel=request.parallel), snapshot=request.snapshot or None)
     return run_backup(request.repo_spec, backup_request, check_mode=True)
 
 
@@ -332,7 +335,7 @@ def run_scheduled(config):
     request = BackupRequest(
         engine=config["engine"], method=config["method"], cluster=config["cluster"], connection=config.get("connection"),
         compression=config.get("compression"), compression_level=config.get("compression_level"), labels=config.get("labels"),
-        options={"parallel": config.get("parallel")}, snapshot=config.get("snapshot"),
+        options=dict(config.get("native") or {}, parallel=config.get("parallel")), snapshot=config.get("snapshot"),
     )
     backup = run_backup(config["repo"], request)
     backup.pop("manifest", None)

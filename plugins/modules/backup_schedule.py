@@ -44,6 +44,7 @@ extends_documentation_fragment:
   - dataprotection.databases.repo
   - dataprotection.databases.connection
   - dataprotection.databases.snapshot
+  - dataprotection.databases.native
 attributes:
   check_mode:
     support: full
@@ -267,7 +268,13 @@ notes:
 
 from copy import deepcopy
 
-from ansible_collections.dataprotection.databases.plugins.module_utils.args_common import SNAPSHOT_OPTIONS, engine_argument_spec, given
+from ansible_collections.dataprotection.databases.plugins.module_utils.args_common import (
+    NATIVE_OPTIONS,
+    SNAPSHOT_OPTIONS,
+    engine_argument_spec,
+    given,
+    native_options,
+)
 from ansible_collections.dataprotection.databases.plugins.module_utils.logbackup import LogBackupRequest
 from ansible_collections.dataprotection.databases.plugins.module_utils.matrix import check_method, default_method
 from ansible_collections.dataprotection.databases.plugins.module_utils.module import DataProtectionModule
@@ -292,7 +299,7 @@ def run(module):
             retention=dict((k, params[k]) for k in ("retention_period", "keep_last", "min_window", "retain_latest")),
             enabled=params["enabled"], connection=params["connection"], compression=params["compression"],
             compression_level=params["compression_level"], labels=params["labels"], parallel=params["parallel"], options=options,
-            snapshot=given(params["snapshot"]),
+            snapshot=given(params["snapshot"]), native=native_options(params),
         )
         result = ensure_present(request, check_mode=module.check_mode, validate=params["validate"])
     diff = result.pop("diff", [])
@@ -325,6 +332,7 @@ def main():
             parallel=dict(type="int"),
             validate=dict(type="bool", default=True),
             snapshot=dict(type="dict", options=deepcopy(SNAPSHOT_OPTIONS)),
+            **deepcopy(NATIVE_OPTIONS)
         ),
         required_if=[("state", "present", ["cron"])],
         supports_check_mode=True,
