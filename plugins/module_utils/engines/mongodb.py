@@ -35,15 +35,22 @@ __metaclass__ = type
 
 import json
 import os
+import re
+import shutil
+import struct
 import sys
+import tempfile
 from urllib.parse import quote
 
 from ansible_collections.dataprotection.databases.plugins.module_utils import hostfiles, tools
 from ansible_collections.dataprotection.databases.plugins.module_utils.errors import ConfigError, DataProtectionError, EngineError, ToolError
+from ansible_collections.dataprotection.databases.plugins.module_utils.manifest import object_key
 from ansible_collections.dataprotection.databases.plugins.module_utils.quiesce import Quiesce
 from ansible_collections.dataprotection.databases.plugins.module_utils.timeutil import utcnow
+from ansible_collections.dataprotection.databases.plugins.module_utils.transfer import copy_object_to
 
-METHODS = ("volume-snapshot",)
+METHODS = ("dump", "datafile", "volume-snapshot")
+LOG_ARCHIVE = None  # the oplog archive module, once it exists
 ENGINE = "mongodb"
 BIN_DIRS = ("/opt/mongosh*/bin", "/usr/local/mongosh/bin")
 DEFAULT_DB_PATH = "/data/db"  # mongod's dbPath when neither the command line nor the configuration file sets one (Linux)
@@ -88,6 +95,13 @@ SCRIPTS = {
     # The oplog position is read on the same connection right after the lock: no write happens in between.
     "lock": ("if (dpRun('fsync', {fsync: 1, lock: true}).ok) { dpRun('hello', {hello: 1}); }\n"),
     "unlock": "dpRun('fsyncUnlock', {fsyncUnlock: 1});\n",
+    # What a restore would collide with: the user collections of every database, and the target's version.
+    "targets": ("dpRun('hello', {hello: 1});\n"
+                "if (dpRun('listDatabases', {listDatabases: 1, nameOnly: true}).ok) {\n"
+                "  dpOut.collections = {};\n"
+                "  dpOut.listDatabases.databases.forEach(function (d) { dpOut.collections[d.name] = db.getSiblingDB(d.name).getCollectionNames(); });\n"
+                "}\n"
+                "dpOut.version = db.version();\n"),
 }
 
 # mongosh never reached the server (so no command ran) ...
@@ -290,9 +304,15 @@ def _outside(path, data_dir):
     return not (real + "/").startswith(os.path.realpath(data_dir).rstrip("/") + "/")
 
 
-def plan_snapshot(request, local=False):
-    """What a volume snapshot of this mongod needs, read-only: its dbPath, its storage engine, the privileges of fsyncLock."""
-    conn = Connection(request.connection)
+def identity(hello, status):
+    """The stable id of the database behind a mongod: ``replset:<setName>``, or ``standalone:<host>`` without a replica set."""
+    if hello.get("setName"):
+        return "replset:%s" % hello["setName"]
+    return "standalone:%s" % status.get("host")
+
+
+def inspect(conn):
+    """The plan script's replies (hello, serverStatus, getCmdLineOpts.parsed); refuses mongos, shard and config server members, arbiters."""
     replies = conn.run("plan")
     hello = conn.reply(replies, "hello")
     status = conn.reply(replies, "serverStatus", MONITOR_ROLE)
@@ -304,9 +324,16 @@ def plan_snapshot(request, local=False):
     role = _get(parsed, "sharding", "clusterRole")
     if role:
         raise EngineError("%s is a member of a sharded cluster (sharding.clusterRole %s): sharded clusters are not supported yet" % (conn.target(), role),
-                          hint="A snapshot of one shard or config server is not a backup of the cluster")
+                          hint="A backup of one shard or config server is not a backup of the cluster")
     if hello.get("arbiterOnly"):
         raise EngineError("%s is an arbiter: it holds no data" % conn.target(), hint="Point connection at a data-bearing member of the replica set")
+    return replies, hello, status, parsed
+
+
+def plan_snapshot(request, local=False, where_hint="A btrfs or lvm snapshot is taken on the database host: run the backup there"):
+    """What a volume snapshot of this mongod needs, read-only: its dbPath, its storage engine, the privileges of fsyncLock."""
+    conn = Connection(request.connection)
+    replies, hello, status, parsed = inspect(conn)
     engine_name = _get(status, "storageEngine", "name")
     if engine_name != "wiredTiger":
         raise EngineError("MongoDB at %s uses the storage engine %s; a volume snapshot is taken of WiredTiger's files" % (conn.target(), engine_name),
@@ -334,7 +361,7 @@ def plan_snapshot(request, local=False):
     if local:
         if not os.path.isfile(os.path.join(data_dir, "WiredTiger")):
             raise EngineError("the server's dbPath %s is not on this host (no WiredTiger file in it)" % data_dir,
-                              hint="A btrfs or lvm snapshot is taken on the database host: run the backup there")
+                              hint=where_hint)
         outside = sorted(name for name in os.listdir(data_dir)
                          if os.path.islink(os.path.join(data_dir, name)) and _outside(os.path.join(data_dir, name), data_dir))
         journal["inside_data_dir"] = "journal" not in outside
@@ -350,16 +377,14 @@ def plan_snapshot(request, local=False):
     set_name = hello.get("setName")
     if set_name:
         state = "primary" if hello.get("isWritablePrimary") or hello.get("ismaster") else "secondary" if hello.get("secondary") else "other"
-        identity = "replset:%s" % set_name
         if state == "primary":
             warnings.append("fsyncLock on the primary blocks the application's writes until the snapshot's point in time is fixed; connect to "
                             "a secondary to snapshot it instead")
     else:
         state = "standalone"
-        identity = "standalone:%s" % status.get("host")
         warnings.append("%s is a standalone mongod: it has no oplog, so no point-in-time restore can start from this backup" % conn.target())
     return {
-        "identity": identity,
+        "identity": identity(hello, status),
         "server": conn.target(),
         "server_version": status.get("version"),
         "engine_version": status.get("version"),
@@ -568,3 +593,603 @@ def remote_restore_next(manifest, logs):
     return ("Mount the new volume on the database host, then run restore again with backup_id %s, source: mounted and data_dir set to the "
             "dbPath on it, which removes the source server's mongod.lock and gives the files to the owner; then start mongod on it yourself"
             % manifest["backup_id"])
+
+
+# The mongodump archive, read as it streams ---------------------------------
+
+ARCHIVE_MAGIC = b"\x6d\xe2\x99\x81"  # 0x8199e26d, little-endian
+TERMINATOR = -1
+OPLOG_NAMESPACE = ("", "oplog")
+_BSON_FIXED = {0x01: 8, 0x06: 0, 0x07: 12, 0x08: 1, 0x09: 8, 0x0A: 0, 0x10: 4, 0x11: 8, 0x12: 8, 0x13: 16, 0x7F: 0, 0xFF: 0}
+
+
+def _cstring_end(data, at):
+    end = data.index(b"\x00", at)
+    return end
+
+
+def bson_fields(data, wanted=None):
+    """Top-level fields of one BSON document (bytes) as plain values: strings, booleans, integers, timestamps ({t, i}).
+
+    Other types are skipped (their value is None); ``wanted`` limits which fields are decoded.  Enough for the
+    archive's headers and an oplog entry's ``ts``; raises ValueError on a malformed document.
+    """
+    size = struct.unpack_from("<i", data, 0)[0]
+    if size != len(data) or size < 5 or data[-1:] != b"\x00":
+        raise ValueError("BSON document of %d bytes declares %d" % (len(data), size))
+    fields = {}
+    at = 4
+    while at < size - 1:
+        kind = data[at]
+        end = _cstring_end(data, at + 1)
+        name = data[at + 1:end].decode("utf-8", "replace")
+        at = end + 1
+        value = None
+        if kind in _BSON_FIXED:
+            length = _BSON_FIXED[kind]
+            if kind == 0x08:
+                value = data[at] == 1
+            elif kind == 0x10:
+                value = struct.unpack_from("<i", data, at)[0]
+            elif kind == 0x12:
+                value = struct.unpack_from("<q", data, at)[0]
+            elif kind == 0x11:
+                increment, seconds = struct.unpack_from("<II", data, at)
+                value = {"t": seconds, "i": increment}
+        elif kind in (0x02, 0x0D, 0x0E):
+            length = 4 + struct.unpack_from("<i", data, at)[0]
+            value = data[at + 4:at + length - 1].decode("utf-8", "replace")
+        elif kind in (0x03, 0x04, 0x0F):
+            length = struct.unpack_from("<i", data, at)[0]
+        elif kind == 0x05:
+            length = 5 + struct.unpack_from("<i", data, at)[0]
+        elif kind == 0x0C:
+            length = 4 + struct.unpack_from("<i", data, at)[0] + 12
+        elif kind == 0x0B:
+            length = _cstring_end(data, _cstring_end(data, at) + 1) + 1 - at
+        else:
+            raise ValueError("unknown BSON type 0x%02x in field %s" % (kind, name))
+        if length < 0 or at + length > size - 1:
+            raise ValueError("field %s runs past the end of its document" % name)
+        if wanted is None or name in wanted:
+            fields[name] = value
+        at += length
+    return fields
+
+
+class ArchiveScanner(object):
+    """A file-like pass-through of mongodump's ``--archive`` stream that follows its structure as the bytes go by.
+
+    The format (mongo-tools' archive specification): the magic number, a header document (format
+    ``version``, ``server_version``, ``tool_version``), one metadata document per collection, a terminator
+    (int32 -1), then segments: a namespace header {db, collection, EOF: false} followed by documents and a
+    terminator, and per namespace one EOF header {db, collection, EOF: true, CRC} followed by a terminator.
+    ``mongodump --oplog`` writes the oplog entries of the dump's window under the namespace db "" collection
+    "oplog"; the last entry's ``ts`` is the point the restored data is consistent at.  Only headers and oplog
+    entries are decoded; collection documents are skipped by their length.
+    """
+
+    def __init__(self, source):
+        self.source = source
+        self.buffer = bytearray()
+        self.phase = "magic"
+        self.namespace = None  # the namespace of the segment being read, when inside one
+        self.header = {}
+        self.collections = []
+        self.documents = {}
+        self.ended = set()
+        self.oplog_count = 0
+        self.oplog_first = None
+        self.oplog_last = None
+        self.size = 0
+
+    def read(self, size=-1):
+        data = self.source.read(size)
+        if data:
+            self.size += len(data)
+            self.feed(data)
+        return data
+
+    def _take(self, count):
+        if len(self.buffer) < count:
+            return None
+        data = bytes(self.buffer[:count])
+        del self.buffer[:count]
+        return data
+
+    def _next(self):
+        """The next document's bytes, TERMINATOR, or None when more bytes are needed."""
+        if len(self.buffer) < 4:
+            return None
+        length = struct.unpack_from("<i", self.buffer, 0)[0]
+        if length == TERMINATOR:
+            del self.buffer[:4]
+            return TERMINATOR
+        if length < 5:
+            raise EngineError("the mongodump archive is malformed: a document of %d bytes" % length)
+        return self._take(length)
+
+    def feed(self, data):
+        self.buffer += data
+        try:
+            while self._step():
+                pass
+        except (ValueError, struct.error) as exc:
+            raise EngineError("the mongodump archive is malformed (%s) near byte %d" % (exc, self.size - len(self.buffer)))
+
+    def _step(self):
+        if self.phase == "magic":
+            magic = self._take(4)
+            if magic is None:
+                return False
+            if magic != ARCHIVE_MAGIC:
+                raise EngineError("mongodump's output does not start with the archive magic number (%r)" % magic)
+            self.phase = "header"
+            return True
+        item = self._next()
+        if item is None:
+            return False
+        if self.phase == "header":
+            if item == TERMINATOR:
+                raise ValueError("no archive header")
+            self.header = bson_fields(item, ("version", "server_version", "tool_version", "concurrent_collections"))
+            self.phase = "prelude"
+        elif self.phase == "prelude":
+            if item == TERMINATOR:
+                self.phase = "segments"
+            else:
+                meta = bson_fields(item, ("db", "collection"))
+                self.collections.append("%s.%s" % (meta.get("db"), meta.get("collection")))
+        elif self.namespace is None:
+            if item == TERMINATOR:
+                raise ValueError("a terminator where a namespace header belongs")
+            head = bson_fields(item, ("db", "collection", "EOF"))
+            namespace = (head.get("db") or "", head.get("collection") or "")
+            if head.get("EOF"):
+                self.ended.add(namespace)
+                self.phase = "eof"
+            self.namespace = namespace
+        elif self.phase == "eof":
+            if item != TERMINATOR:
+                raise ValueError("an EOF header not followed by a terminator")
+            self.namespace = None
+            self.phase = "segments"
+        elif item == TERMINATOR:
+            self.namespace = None
+        else:
+            self.documents[self.namespace] = self.documents.get(self.namespace, 0) + 1
+            if self.namespace == OPLOG_NAMESPACE:
+                ts = bson_fields(item, ("ts",)).get("ts")
+                if not isinstance(ts, dict):
+                    raise ValueError("an oplog entry without a timestamp ts")
+                self.oplog_count += 1
+                if self.oplog_first is None:
+                    self.oplog_first = ts
+                if self.oplog_last is None or (ts["t"], ts["i"]) > (self.oplog_last["t"], self.oplog_last["i"]):
+                    self.oplog_last = ts
+        return True
+
+    def complete(self):
+        """None when the archive ended where the format allows it, else what is wrong."""
+        if self.phase in ("magic", "header", "prelude"):
+            return "it ends inside its prelude (%s)" % self.phase
+        if self.namespace is not None or self.buffer:
+            return "it ends inside a segment of %s" % ".".join(self.namespace or ("?",))
+        started = set(self.documents)
+        unfinished = sorted(".".join(ns) for ns in started - self.ended)
+        if unfinished:
+            return "namespaces without their EOF block: %s" % ", ".join(unfinished)
+        return None
+
+    def summary(self):
+        user = dict((".".join(ns), n) for ns, n in self.documents.items() if ns != OPLOG_NAMESPACE)
+        return {
+            "format_version": self.header.get("version"),
+            "server_version": self.header.get("server_version"),
+            "tool_version": self.header.get("tool_version"),
+            "collections": len(self.collections),
+            "documents": sum(user.values()),
+            "oplog_entries": self.oplog_count,
+            "oplog_first": self.oplog_first,
+            "oplog_last": self.oplog_last,
+        }
+
+
+# mongodump / mongorestore ------------------------------------------------------
+
+TOOLS_PACKAGE = "mongodb-database-tools"
+TOOLS_BIN_DIRS = ("/usr/bin", "/opt/mongodb-database-tools*/bin", "/usr/local/mongodb-database-tools/bin")
+TOOLS_MIN_VERSION = (100, 3, 0)  # --config (a YAML file holding the password) is new in 100.3.0
+DUMP_OBJECT = "dump.archive"
+DATAFILE_OBJECT = "datafiles.tar"
+SYSTEM_DATABASES = ("admin", "config", "local")
+# Left out of a datafile copy: the pid file of the running mongod, and full-time diagnostic data, written even under fsyncLock.
+DATAFILE_EXCLUDES = ("./mongod.lock", "./diagnostic.data")
+_RESTORED = re.compile(r"(\d+) document\(s\) restored successfully\. (\d+) document\(s\) failed to restore")
+_TOOL_VERSION = re.compile(r"version:?\s*r?(\d+)\.(\d+)\.(\d+)")
+
+
+def tools_path(conn, name):
+    if conn.bin_dir:
+        candidate = os.path.join(conn.bin_dir, name)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    return tools.find_tool(name, TOOLS_BIN_DIRS, package=TOOLS_PACKAGE)
+
+
+def tools_version(path):
+    """The Database Tools version of mongodump / mongorestore, as (major, minor, patch) and text; refuses one older than 100.3.0."""
+    out, dummy = tools.run([path, "--version"], timeout=60, what=os.path.basename(path))
+    match = _TOOL_VERSION.search(out)
+    if not match:
+        raise EngineError("cannot read the version of %s from: %s" % (path, out.strip()[:200]))
+    version = tuple(int(part) for part in match.groups())
+    if version < TOOLS_MIN_VERSION:
+        raise EngineError(
+            "%s is version %s; this collection needs MongoDB Database Tools %s or newer (for --config)"
+            % (path, ".".join(map(str, version)), ".".join(map(str, TOOLS_MIN_VERSION))),
+            hint="Install a current %s" % TOOLS_PACKAGE,
+        )
+    return ".".join(map(str, version))
+
+
+def tools_uri(conn):
+    """The connection string of mongodump / mongorestore: the user, never the password (that goes in the --config file)."""
+    uri = conn.uri()
+    if conn.user:
+        uri = uri.replace("mongodb://", "mongodb://%s@" % quote(conn.user, safe=""), 1)
+        uri += "&authSource=%s" % quote(conn.database, safe="")
+    return uri
+
+
+class ToolsConfig(object):
+    """A 0600 YAML file with ``password:`` for the tools' ``--config`` option, removed on exit; None without a password."""
+
+    def __init__(self, conn):
+        self.conn = conn
+        self.path = None
+
+    def __enter__(self):
+        if self.conn.user and not self.conn.password:
+            raise ConfigError("connection.user %s is set without connection.password" % self.conn.user,
+                              hint="Set connection.password; mongodump and mongorestore would wait for it on a terminal")
+        if self.conn.password:
+            handle, self.path = tempfile.mkstemp(prefix="dp-mongo-", suffix=".yaml")
+            try:
+                os.fchmod(handle, 0o600)
+                # A JSON string is a valid YAML double-quoted scalar.
+                os.write(handle, ("password: %s\n" % json.dumps(self.conn.password)).encode("utf-8"))
+            finally:
+                os.close(handle)
+        return self
+
+    def argv(self, tool, *options):
+        argv = [tool, "--uri=%s" % tools_uri(self.conn)]
+        if self.path:
+            argv.append("--config=%s" % self.path)
+        return argv + list(options)
+
+    def __exit__(self, exc_type, exc, tb):
+        if self.path and os.path.exists(self.path):
+            os.unlink(self.path)
+        return False
+
+
+def explain_tool(conn, what, exc):
+    """mongodump / mongorestore failures in the user's terms."""
+    text = str(exc)
+    if "Authentication failed" in text or "AuthenticationFailed" in text:
+        return EngineError("MongoDB at %s refused user %s: wrong user name or password (authentication database %s)"
+                           % (conn.target(), conn.user, conn.database),
+                           hint="Check connection.user, connection.password and connection.database")
+    if any(word in text for word in _UNAUTHORIZED):
+        role = "backup" if what == "mongodump" else "restore"
+        return EngineError("MongoDB user %s lacks a privilege %s needs on %s: %s" % (conn.user, what, conn.target(), text.strip().splitlines()[-1]),
+                           hint="Grant it the built-in role %s on the admin database" % role)
+    return EngineError("%s against %s failed: %s" % (what, conn.target(), getattr(exc, "message", text)))
+
+
+def _major(version):
+    return ".".join((version or "").split(".")[:2])
+
+
+def plan_dump(request):
+    conn = Connection(request.connection)
+    if request.options.get("collections"):
+        raise ConfigError("method dump backs up the whole replica set: collections is not taken by a backup",
+                          hint="Remove collections; a restore takes collections to restore only some of them")
+    replies, hello, status, dummy = inspect(conn)
+    if not hello.get("setName"):
+        raise EngineError(
+            "%s is a standalone mongod: mongodump --oplog, which makes a dump consistent, needs a replica set's oplog" % conn.target(),
+            hint="Convert it to a single-member replica set (replication.replSetName, then rs.initiate()), or use method datafile",
+        )
+    mongodump = tools_path(conn, "mongodump")
+    warnings = []
+    connection_status = replies.get("connectionStatus") or {}
+    if not (_get(connection_status, "authInfo", "authenticatedUsers") or []):
+        warnings.append("no user is authenticated on %s: the dump reads what an unauthenticated client may read" % conn.target())
+    return {
+        "identity": identity(hello, status),
+        "server": conn.target(),
+        "server_version": status.get("version"),
+        "engine_version": status.get("version"),
+        "replica_set": hello.get("setName"),
+        "member": hello.get("me") or status.get("host"),
+        "tool": mongodump,
+        "tool_version": tools_version(mongodump),
+        "consistency": "mongodump --oplog: the oplog of the dump's window, replayed on restore",
+        "warnings": warnings,
+    }
+
+
+def run_dump(request, ctx):
+    conn = Connection(request.connection)
+    plan = plan_dump(request)
+    started = utcnow()
+    timeout = request.options.get("operation_timeout") or 3600
+    with ToolsConfig(conn) as config:
+        argv = config.argv(plan["tool"], "--oplog", "--archive")
+        try:
+            with tools.StreamingTool(argv, what="mongodump") as proc:
+                scanner = ArchiveScanner(proc.stdout)
+                ctx.store(DUMP_OBJECT, scanner)
+                proc.finish(timeout)
+        except ToolError as exc:
+            raise explain_tool(conn, "mongodump", exc)
+    problem = scanner.complete()
+    if problem:
+        raise EngineError("mongodump's archive of %s is incomplete: %s" % (conn.target(), problem))
+    archive = scanner.summary()
+    if not archive["oplog_last"]:
+        raise EngineError("mongodump --oplog wrote no oplog entry for %s: the dump has no consistent point" % conn.target(),
+                          hint="Check that the oplog did not roll over during the dump (a larger oplog, or a dump from a secondary)")
+    return {
+        "start_time": started,
+        "end_time": utcnow(),
+        "engine_version": plan["engine_version"],
+        "positions": {"oplog_ts": archive["oplog_last"]},
+        "replica_set": plan["replica_set"],
+        "member": plan["member"],
+        "tool_version": plan["tool_version"],
+        "archive": archive,
+    }
+
+
+def plan_datafile(request):
+    """A datafile copy: the checks of a volume snapshot on this host (dbPath here, WiredTiger, fsync privileges), and tar."""
+    plan = plan_snapshot(request, local=True, where_hint="A datafile backup copies the files of dbPath: run it on the mongod host")
+    plan["tool"] = tools.find_tool("tar", package="tar")
+    plan["excludes"] = list(DATAFILE_EXCLUDES)
+    return plan
+
+
+def run_datafile(request, ctx):
+    """tar of dbPath streamed into the repository while the server is fsync-locked; the lock released once, on every path."""
+    plan = plan_datafile(request)
+    started = utcnow()
+    argv = [plan["tool"], "-C", plan["data_dir"], "-cf", "-"] + ["--exclude=%s" % name for name in DATAFILE_EXCLUDES] + ["."]
+    held = FsyncLock(Connection(request.connection), plan)
+    with held:
+        with tools.StreamingTool(argv, what="tar") as proc:
+            ctx.store(DATAFILE_OBJECT, proc.stdout)
+            proc.finish(request.options.get("operation_timeout") or 3600)
+    facts = snapshot_facts(request, ctx, held)
+    facts.update({"start_time": started, "lock_seconds": held.held_seconds})
+    return facts
+
+
+def plan_backup(request):
+    if request.method == "dump":
+        return plan_dump(request)
+    if request.method == "datafile":
+        return plan_datafile(request)
+    raise ConfigError("method %s is not a tool backup of engine mongodb" % request.method)
+
+
+def run_backup(request, ctx):
+    if request.method == "dump":
+        return run_dump(request, ctx)
+    if request.method == "datafile":
+        return run_datafile(request, ctx)
+    raise ConfigError("method %s is not a tool backup of engine mongodb" % request.method)
+
+
+# Restores of dump and datafile backups -------------------------------------------
+
+
+def restores_into_server(manifest):
+    return manifest.get("method") == "dump"
+
+
+def _object_of(manifest, base):
+    for record in manifest.get("objects") or ():
+        if record["name"].startswith(base):
+            return record
+    raise EngineError("backup %s has no %s object" % (manifest["backup_id"], base))
+
+
+def _matches(pattern, namespace):
+    """Whether db.coll matches an --nsInclude pattern (``*`` any run of characters, ``\\`` escapes)."""
+    regex, escaped = "", False
+    for char in pattern:
+        if escaped:
+            regex += re.escape(char)
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == "*":
+            regex += ".*"
+        else:
+            regex += re.escape(char)
+    return re.match("^%s$" % regex, namespace) is not None
+
+
+def _collections(request):
+    patterns = request.options.get("collections") or []
+    bad = [p for p in patterns if "." not in p.strip("*") and p != "*"]
+    if bad:
+        raise ConfigError("collections takes db.collection patterns for engine mongodb: %s" % ", ".join(bad),
+                          hint="For example collections: ['shop.orders', 'shop.*']")
+    return list(patterns)
+
+
+def plan_dump_restore(repository, manifest, request, logs):
+    conn = Connection(request.connection)
+    replies = conn.run("targets")
+    hello = conn.reply(replies, "hello")
+    if hello.get("msg") == "isdbgrid":
+        raise EngineError("%s is a mongos: restores into sharded clusters are not supported yet" % conn.target(),
+                          hint="Restore into a replica set's primary")
+    conn.reply(replies, "listDatabases")
+    patterns = _collections(request)
+    existing = []
+    for db, names in sorted((replies.get("collections") or {}).items()):
+        if db in SYSTEM_DATABASES:
+            continue
+        for name in names or ():
+            namespace = "%s.%s" % (db, name)
+            if not patterns or any(_matches(p, namespace) for p in patterns):
+                existing.append(namespace)
+    if existing and not request.force:
+        raise ConfigError(
+            "MongoDB at %s already holds %s the backup would restore: %s"
+            % (conn.target(), "collections" if patterns else "user data", ", ".join(existing[:8])),
+            hint="Restore into an empty replica set, or set force: true to drop and replace those collections (mongorestore --drop)",
+        )
+    if logs is not None and LOG_ARCHIVE is None:
+        raise ConfigError("a point-in-time restore of MongoDB needs the oplog archive, not in this version", hint="Restore a backup by backup_id")
+    if logs is not None and patterns:
+        raise ConfigError("a point-in-time restore replays the oplog of every collection: collections cannot limit it",
+                          hint="Remove collections, or restore a backup by backup_id")
+    mongorestore = tools_path(conn, "mongorestore")
+    version = tools_version(mongorestore)
+    warnings = []
+    status = replies.get("hello") or {}
+    target_version = replies.get("version")
+    if target_version and _major(target_version) != _major(manifest.get("engine_version")):
+        warnings.append("the backup is of MongoDB %s and the target runs %s: MongoDB supports restoring a dump into the same major version"
+                        % (manifest.get("engine_version"), target_version))
+    if patterns:
+        warnings.append("collections restores the collections as dumped, without the dump's oplog replay (which covers every collection): "
+                        "writes made during the dump to them may be missing")
+    return {
+        "target": conn.target(),
+        "replica_set": status.get("setName"),
+        "tool": mongorestore,
+        "tool_version": version,
+        "drop": bool(request.force),
+        "oplog_replay": not patterns,
+        "ns_include": patterns,
+        "existing": existing,
+        "object": _object_of(manifest, DUMP_OBJECT)["name"],
+        "consistent_at": (manifest.get("positions") or {}).get("oplog_ts"),
+        "replay": None if logs is None else {"entries": len(logs), "until": "restore_time"},
+        "warnings": warnings,
+    }
+
+
+def _run_restore_tool(conn, argv, feed=None, timeout=3600):
+    """mongorestore fed the archive (or nothing); returns its counts: restored, failed."""
+    proc = tools.FeedingTool(argv, what="mongorestore")
+    try:
+        if feed is not None:
+            feed(proc.write)
+        proc.finish(timeout=timeout)
+    except ToolError as exc:
+        proc.kill()
+        raise explain_tool(conn, "mongorestore", exc)
+    except BaseException:
+        proc.kill()
+        raise
+    text = b"".join(proc.output).decode("utf-8", "replace")
+    found = _RESTORED.search(text)
+    counts = {"restored": int(found.group(1)), "failed": int(found.group(2))} if found else {}
+    if counts.get("failed"):
+        raise EngineError("mongorestore could not restore %d documents into %s: %s" % (counts["failed"], conn.target(), proc.text()),
+                          hint="Check the target for conflicting documents (duplicate keys) and the server's log")
+    return counts
+
+
+def restore_dump(repository, manifest, request, logs):
+    plan = plan_dump_restore(repository, manifest, request, logs)
+    conn = Connection(request.connection)
+    record = _object_of(manifest, DUMP_OBJECT)
+    timeout = request.options.get("operation_timeout") or 3600
+    options = ["--archive"]
+    if plan["oplog_replay"]:
+        options.append("--oplogReplay")
+    if plan["drop"]:
+        options.append("--drop")
+    options += ["--nsInclude=%s" % pattern for pattern in plan["ns_include"]]
+    result = {"target": plan["target"], "drop": plan["drop"], "oplog_replay": plan["oplog_replay"], "ns_include": plan["ns_include"]}
+    with ToolsConfig(conn) as config:
+        argv = config.argv(plan["tool"], *options)
+
+        def feed(write):
+            copy_object_to(repository.repo, object_key(manifest, record), record, write, repository.master_key)
+
+        result["documents"] = _run_restore_tool(conn, argv, feed, timeout)
+        if logs is not None:
+            result["replay"] = _replay(repository, manifest, request, logs, conn, config, plan, timeout)
+    return result
+
+
+def _replay(repository, manifest, request, logs, conn, config, plan, timeout):
+    """The archived oplog after the base backup's point, up to restore_time, applied by mongorestore --oplogReplay."""
+    after = (manifest.get("positions") or {}).get("oplog_ts")
+    if not after:
+        raise EngineError("backup %s records no oplog position (positions.oplog_ts): no oplog can be replayed on it" % manifest["backup_id"])
+    directory = tempfile.mkdtemp(prefix="dp-oplog-")
+    try:
+        written = LOG_ARCHIVE.write_replay(repository, logs, after, request.restore_time, os.path.join(directory, "oplog.bson"))
+        if not written.get("count"):
+            return {"count": 0, "first": None, "last": None}
+        last = written["last"]
+        # --oplogLimit applies the entries before the limit: the one after the last entry written is the limit.
+        argv = config.argv(plan["tool"], "--oplogReplay", "--oplogLimit=%d:%d" % (last["t"], last["i"] + 1), "--dir=%s" % directory)
+        _run_restore_tool(conn, argv, None, timeout)
+        return {"count": written["count"], "first": written.get("first"), "last": last}
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def plan_datafile_restore(repository, manifest, request, logs):
+    data_dir = request.target
+    if logs is not None:
+        raise ConfigError("a point-in-time restore starts from a dump backup of MongoDB, not a datafile copy", hint="Restore this backup by backup_id")
+    if request.options.get("start"):
+        raise ConfigError("start is not offered for engine mongodb in this version",
+                          hint="Remove start, and start mongod on %s yourself after the restore" % data_dir)
+    owner = _owner(request)
+    entries = hostfiles.check_target(data_dir, request.force, in_use=_mongod_running, server="mongod")
+    return {"data_dir": data_dir, "owner": owner, "replaces": len(entries), "object": _object_of(manifest, DATAFILE_OBJECT)["name"],
+            "tool": tools.find_tool("tar", package="tar"), "start": False}
+
+
+def restore_datafile(repository, manifest, request, logs):
+    plan = plan_datafile_restore(repository, manifest, request, logs)
+    data_dir = plan["data_dir"]
+    record = _object_of(manifest, DATAFILE_OBJECT)
+    with hostfiles.Target(data_dir, 0o750):
+        size = hostfiles.feed_object(repository, manifest, record, [plan["tool"], "-x", "-f", "-", "-C", data_dir, "--no-same-owner"], "tar",
+                                     timeout=request.options.get("operation_timeout") or 3600)
+        result = finish_snapshot_restore(repository, manifest, request, logs, data_dir)
+    result["size"] = size
+    return result
+
+
+def plan_restore(repository, manifest, request, logs=None):
+    if manifest.get("method") == "dump":
+        return plan_dump_restore(repository, manifest, request, logs)
+    if manifest.get("method") == "datafile":
+        return plan_datafile_restore(repository, manifest, request, logs)
+    raise ConfigError("backup %s of method %s is not restored this way" % (manifest["backup_id"], manifest.get("method")))
+
+
+def restore(repository, manifest, request, logs=None):
+    if manifest.get("method") == "dump":
+        return restore_dump(repository, manifest, request, logs)
+    if manifest.get("method") == "datafile":
+        return restore_datafile(repository, manifest, request, logs)
+    raise ConfigError("backup %s of method %s is not restored this way" % (manifest["backup_id"], manifest.get("method")))
