@@ -290,3 +290,28 @@ def test_a_restore_of_a_backup_missing_on_the_server_is_a_clear_error(spec, fake
         run_restore(spec, restore_request(fake, manifest["backup_id"]))
     assert "does not find backup %s" % wid in missing.value.message
     assert fake.classes == {}
+
+
+def test_the_modules_back_up_and_restore_through_a_play(tmp_path, fake, backups):
+    """The backup and restore modules as a play runs them: check mode plans, then a backup and a restore with force."""
+    from harness.playbook import run_tasks, task  # pylint: disable=import-outside-toplevel
+
+    repo = {"type": "local", "path": str(tmp_path / "play-repo")}
+    connection = {"host": "127.0.0.1", "port": fake.port}
+    common = dict(repo=repo, cluster=CLUSTER, engine="weaviate", connection=connection)
+    run = run_tasks([
+        task("backup_repo", "repo", repo=repo),
+        dict(task("backup", "planned", method="weaviate-backup", collections=["Author"], **common), check_mode=True),
+        task("backup", "taken", method="weaviate-backup", collections=["Author"], **common),
+        task("restore", "refused", backup_id="{{ taken.backup.backup_id }}", **common),
+        task("restore", "restored", backup_id="{{ taken.backup.backup_id }}", force=True, **common),
+        task("backup_info", "info", repo=repo, cluster=CLUSTER),
+    ])
+    assert run["planned"]["plan"]["classes"] == ["Author"] and run["planned"]["plan"]["backend"] == "filesystem", run["planned"]
+    assert not run["taken"].get("failed") and run["taken"]["backup"]["objects"] == ["weaviate-backup.tar"], run["taken"]
+    assert run["refused"]["failed"] and "already has the class(es) Author" in run["refused"]["msg"], run["refused"]
+    assert run["restored"]["restored"]["deleted_classes"] == ["Author"], run["restored"]
+    assert [b["backup_id"] for b in run["info"]["backups"]] == [run["taken"]["backup"]["backup_id"]], run["info"]
+    assert [o["properties"]["name"] for o in fake.objects["Author"]] == ["Ada"]
+    assert [c for c in fake.calls("POST") if c[1] == "/v1/backups/filesystem"] == [
+        ("POST", "/v1/backups/filesystem", {"id": weaviate.weaviate_id(run["taken"]["backup"]["backup_id"]), "include": ["Author"]})]
