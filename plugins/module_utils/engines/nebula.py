@@ -1,7 +1,9 @@
 # -*- coding: utf-8 -*-
 # Copyright: contributors to the dataprotection.databases collection
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Nebula Graph: volume snapshots after a flush of every graph space (EXPERIMENTAL).
+"""Nebula Graph: volume snapshots after a flush of every graph space, and the BR tool (both EXPERIMENTAL).
+
+Method ``nebula-br`` is described in the second half of this docstring.
 
 EXPERIMENTAL: this code has never run against a real Nebula Graph (none can
 run on the machines that test this collection).  It is tested against a fake
@@ -50,6 +52,44 @@ Options: ``connection.host`` (default 127.0.0.1, a graphd), ``connection.port``
 data path on this host for a local provider (btrfs, lvm), as with Qdrant:
 the server is not asked where it is.  Nebula exposes no stable cluster
 identity through nGQL, so none is recorded.
+
+Method ``nebula-br`` (EXPERIMENTAL, never run against a real Nebula Graph or a
+real BR): the upstream Backup & Restore tool ``br`` (vesoft-inc/nebula-br, its
+README and the docs' "Use BR to back up data" / "restore" pages; its
+subcommands ``br backup full --meta <addr> --storage <uri> [--spaces <name>]...
+[--s3.endpoint --s3.region --s3.access_key --s3.secret_key] [--log <file>]``,
+``br restore full ... --name <backup>``, ``br cleanup ... --name <backup>``).
+It is tested against a fake ``br`` built from that documentation and from
+BR's published source: on success it prints ``Start to backup cluster...``,
+its logrus JSON log lines (one carries ``"name": "BACKUP_<yyyy_mm_dd_hh_mm_ss>"``)
+and ``Backup succeed.``; on failure ``Backup failed: <error>, will try to
+clean the remaining garbage...``, then ``Cleanup backup <name> successfully
+after backup failed.`` when its own cleanup worked, and exits non-zero.  The
+backup is laid out under ``<storage>/<name>/``: ``<name>.meta``, ``meta/``
+and ``data/<host:port>/data<n>/<space id>/``.
+
+``backend: s3`` (the only backend of this version): BR's agents on the
+cluster hosts upload the checkpoints straight into the repository's bucket,
+under ``<repo prefix>/<cluster>/nebula-br/`` (next to the cluster's backups,
+outside the ``backups/`` tree the catalog reads).  The collection's own backup
+stores one small object, ``nebula-br.json``, the list of BR's files with
+their sizes as read back from the bucket after BR finished; the manifest
+records ``nebula_br`` (the BR backup name, the storage URI, the meta address,
+the spaces).  BR takes S3 credentials only as flags (no environment variable
+and no file: its agents get them in each request), so the repository's
+``secret_key`` is on BR's command line while it runs; the plan warns, and
+every message is scrubbed of it.  A repository without static keys
+(credential chain) or with a session token cannot be used.  Restores run
+``br restore full --name``: BR stops metad and storaged through its agents and
+replaces the whole cluster's data, so ``force: true`` is required.  Deleting a
+backup (backup_retention) leaves BR's files in the bucket: remove them with
+``br cleanup --name``.
+
+``backend: local`` (``CREATE SNAPSHOT`` checkpoints streamed from each storage
+host's ``<data_path>/nebula/<space id>/checkpoints/<snapshot>``) is refused in
+this version with a message saying so: reading checkpoints needs the module on
+every storage host at the same instant, and putting them back needs a stopped
+cluster and hand-made steps this collection cannot verify.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -57,16 +97,20 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import json
+import os
 import re
+import shutil
+import subprocess
+import tempfile
 import time
 
 from ansible_collections.dataprotection.databases.plugins.module_utils import tools
-from ansible_collections.dataprotection.databases.plugins.module_utils.errors import ConfigError, EngineError, ToolError
+from ansible_collections.dataprotection.databases.plugins.module_utils.errors import ConfigError, EngineError, RepositoryError, ToolError
 from ansible_collections.dataprotection.databases.plugins.module_utils.engines import volume
 from ansible_collections.dataprotection.databases.plugins.module_utils.quiesce import Quiesce
 from ansible_collections.dataprotection.databases.plugins.module_utils.timeutil import utcnow
 
-METHODS = ("volume-snapshot",)
+METHODS = ("volume-snapshot", "nebula-br")
 ENGINE = "nebula"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 9669
@@ -84,6 +128,15 @@ HIDDEN = "********"
 _PROMPT = re.compile(r"^\(.*@nebula\) \[.*\]> ?(.*)$")
 _ERROR = re.compile(r"^\[ERROR \((-?\d+)\)\]: ?(.*)$")
 _BORDER = re.compile(r"^\+[-+]+\+$")
+
+
+def find_binary(name, bin_dir, dirs, package):
+    """``name`` in ``bin_dir`` (connection.bin_dir) when given, else on PATH or in the usual directories."""
+    if bin_dir:
+        candidate = os.path.join(bin_dir, name)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    return tools.find_tool(name, extra_dirs=dirs, package=package)
 
 
 def quote_name(name):
@@ -175,11 +228,12 @@ class Connection(object):
                 hint="Set connection.password (with authorization off, enable_authorize=false, any value is accepted)",
             )
         self._console = console
+        self.bin_dir = params.get("bin_dir")
 
     @property
     def console(self):
         if self._console is None:
-            self._console = tools.find_tool(CONSOLE, extra_dirs=CONSOLE_DIRS, package=CONSOLE_PACKAGE)
+            self._console = find_binary(CONSOLE, self.bin_dir, CONSOLE_DIRS, CONSOLE_PACKAGE)
         return self._console
 
     def target(self):
@@ -399,3 +453,332 @@ def remote_restore_next(manifest, logs):
     return ("Mount the new volumes where each storage host (and the meta service) keeps its data path, with the same host names and "
             "ports as when backup %s was taken, and start nebula-metad, then nebula-storaged: the copy is crash-consistent and each "
             "storage host recovers it from its write-ahead log" % manifest["backup_id"])
+
+
+# Method nebula-br: the BR tool writing into the repository's bucket ----------------------------------------------------------------
+
+BR = "br"
+BR_PACKAGE = "br, the Nebula Graph Backup & Restore tool (a release binary from https://github.com/vesoft-inc/nebula-br/releases)"
+BR_DIRS = ("/usr/local/nebula/bin", "/usr/local/bin", "/opt/nebula*/bin")
+BR_SUBDIR = "nebula-br"
+BR_RECORD = "nebula-br.json"
+BACKENDS = ("s3", "local")
+_BR_NAME = re.compile(r"^BACKUP_\d{4}(_\d{2}){5}(_\d+)?$")
+
+
+def _option(request, name, default=None):
+    value = request.options.get(name)
+    return default if value is None else value
+
+
+def check_backend(request):
+    """The backend asked for (None: decided by the repository); ``local`` is refused in this version."""
+    backend = request.options.get("backend")
+    if backend is not None and backend not in BACKENDS:
+        raise ConfigError("backend %r is not a backend of method nebula-br" % backend, hint="Set backend: s3 (or leave it unset with an S3 repository)")
+    if backend == "local":
+        raise ConfigError(
+            "backend local of method nebula-br (CREATE SNAPSHOT checkpoints read from each storage host) is not offered by this version",
+            hint="Use an S3 repository with backend: s3 (BR uploads into its bucket), or method volume-snapshot for the storage hosts' volumes",
+        )
+    return backend
+
+
+def _hosts(conn, kind):
+    rows = conn.query("SHOW HOSTS %s" % kind)
+    return [{"host": row.get("Host"), "port": row.get("Port"), "status": str(row.get("Status") or "").upper(), "version": row.get("Version")}
+            for row in rows]
+
+
+def inspect_br(conn, wanted=None):
+    """Read-only, through graphd: the spaces (the wanted ones must exist), the meta and storage hosts (all ONLINE)."""
+    spaces = [row.get("Name") for row in conn.query("SHOW SPACES")]
+    if wanted:
+        unknown = [s for s in wanted if s not in spaces]
+        if unknown:
+            raise ConfigError("graph spaces %s do not exist on Nebula Graph at %s" % (", ".join(unknown), conn.target()),
+                              hint="Spaces there: %s; fix collections or leave it unset to back up every space" % (", ".join(spaces) or "none"))
+    metas = _hosts(conn, "META")
+    storages = _hosts(conn, "STORAGE")
+    offline = ["%s:%s (%s)" % (h["host"], h["port"], h["status"]) for h in metas + storages if h["status"] != "ONLINE"]
+    if offline:
+        raise EngineError("hosts of Nebula Graph at %s are not ONLINE: %s" % (conn.target(), ", ".join(offline)),
+                          hint="BR needs every meta and storage host (and the nebula-agent on each); bring them back (SHOW HOSTS), then retry")
+    if not metas:
+        raise EngineError("SHOW HOSTS META on Nebula Graph at %s lists no meta host" % conn.target())
+    versions = sorted(set(str(h["version"]) for h in metas + storages if h["version"]))
+    return {"spaces": spaces, "meta": "%s:%s" % (metas[0]["host"], metas[0]["port"]), "metas": ["%s:%s" % (h["host"], h["port"]) for h in metas],
+            "storage_hosts": ["%s:%s" % (h["host"], h["port"]) for h in storages], "version": ", ".join(versions) or None}
+
+
+def br_binary(request):
+    return find_binary(BR, request.connection.get("bin_dir"), BR_DIRS, BR_PACKAGE)
+
+
+def br_warnings(spaces):
+    warnings = [
+        "nebula-br: BR takes the S3 secret key as a command-line flag only (no environment variable, no file): the repository's "
+        "secret_key is visible in this host's process list while br runs, and BR hands it to the nebula-agent of every host",
+        "nebula-br: while BR creates the backup, the meta service blocks DDL and DML statements of the cluster",
+        "nebula-br: deleting this backup from the repository (backup_retention) leaves BR's files under <cluster>/%s/; remove them with "
+        "br cleanup --name" % BR_SUBDIR,
+    ]
+    if spaces:
+        warnings.append("nebula-br: --spaces is EXPERIMENTAL in BR, and restoring such a backup erases every other space of the cluster")
+    return warnings
+
+
+def plan_backup(request):
+    if request.method != "nebula-br":
+        raise ConfigError("method %s of Nebula Graph is not a tool method" % request.method)
+    backend = check_backend(request)
+    br = br_binary(request)
+    conn = Connection(request.connection)
+    wanted = list(request.options.get("collections") or [])
+    server = inspect_br(conn, wanted)
+    return {
+        "server": conn.target(),
+        "server_version": server["version"],
+        "br": br,
+        "backend": backend or "s3 (the repository must be S3)",
+        "meta": server["meta"],
+        "spaces": wanted or server["spaces"],
+        "all_spaces": not wanted,
+        "storage_hosts": server["storage_hosts"],
+        "storage": "s3://<bucket>/<prefix>/%s/%s/ of the repository" % (request.cluster, BR_SUBDIR),
+        "warnings": br_warnings(wanted),
+    }
+
+
+class BrTarget(object):
+    """Where BR reads and writes: ``s3://<bucket>/<prefix>/<cluster>/nebula-br`` of an S3 repository, with its flags."""
+
+    def __init__(self, repo, cluster, backend=None):
+        if getattr(repo, "type", None) != "s3":
+            if backend == "s3":
+                raise ConfigError("backend s3 of method nebula-br needs an S3 repository; %s is not one" % repo.location(),
+                                  hint="Use a repository with type s3, or method volume-snapshot")
+            raise ConfigError("method nebula-br writes through BR into an S3 bucket; repository %s is not on S3 (backend local is not offered)"
+                              % repo.location(), hint="Use a repository with type s3, or method volume-snapshot")
+        spec = repo.spec
+        if not spec.get("access_key") or spec.get("session_token"):
+            raise ConfigError(
+                "BR needs a static access key and secret key for repository %s (it takes no session token and no credential chain)" % repo.location(),
+                hint="Give the repository access_key and secret_key of a user allowed to write under its prefix",
+            )
+        self.repo = repo
+        self.secret = spec["secret_key"]
+        self.dir_key = "%s/%s/" % (cluster, BR_SUBDIR)
+        path = "/".join(p for p in (spec.get("prefix"), cluster, BR_SUBDIR) if p)
+        self.uri = "s3://%s/%s/" % (spec["bucket"], path)
+        region = spec.get("region")
+        endpoint = spec.get("endpoint_url") or ("https://s3.%s.amazonaws.com" % region if region else "https://s3.amazonaws.com")
+        self.flags = ["--storage", self.uri, "--s3.endpoint", endpoint]
+        if region:
+            self.flags += ["--s3.region", region]
+        self.flags += ["--s3.access_key", spec["access_key"], "--s3.secret_key", self.secret]
+        self.ca_bundle = spec.get("ca_bundle")
+
+    def scrub(self, text):
+        text = text or ""
+        return text.replace(self.secret, HIDDEN) if self.secret else text
+
+    def shown(self, argv):
+        return [self.scrub(a) for a in argv]
+
+    def names(self):
+        """The BR backups in the directory (from the bucket's listing)."""
+        found = set()
+        for info in self.repo.list(self.dir_key):
+            first = info.key[len(self.dir_key):].split("/", 1)[0]
+            if _BR_NAME.match(first):
+                found.add(first)
+        return found
+
+    def files(self, name):
+        prefix = "%s%s/" % (self.dir_key, name)
+        return [(info.key[len(prefix):], info.size) for info in self.repo.list(prefix)]
+
+    def delete(self, name):
+        self.repo.delete_many([info.key for info in self.repo.list("%s%s/" % (self.dir_key, name))])
+
+
+def _br_name(text):
+    """The backup name BR logged (its JSON log lines carry ``name``), or None."""
+    for line in (text or "").splitlines():
+        line = line.strip()
+        if not line.startswith("{"):
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        name = record.get("name") if isinstance(record, dict) else None
+        if isinstance(name, str) and _BR_NAME.match(name):
+            return name
+    return None
+
+
+def _tail(text, lines=12):
+    return "\n".join((text or "").strip().splitlines()[-lines:])
+
+
+class BrRun(object):
+    """One br invocation with its own log file (BR appends to ``br.log`` in the working directory otherwise)."""
+
+    def __init__(self, br, target, meta, timeout):
+        self.br = br
+        self.target = target
+        self.meta = meta
+        self.timeout = timeout
+
+    def run(self, words, extra=()):
+        """(stdout, stderr, exit code) of ``br <words> --meta ... <storage flags> <extra>``, scrubbed of the secret key."""
+        workdir = tempfile.mkdtemp(prefix="dp-nebula-br-")
+        try:
+            argv = [self.br] + list(words) + ["--meta", self.meta] + list(self.target.flags) + list(extra) + ["--log", os.path.join(workdir, "br.log")]
+            try:
+                proc = subprocess.run(argv, env=tools.tool_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                      timeout=self.timeout, universal_newlines=True, cwd=workdir, check=False)
+            except subprocess.TimeoutExpired:
+                raise EngineError("br %s did not finish within %s seconds (operation_timeout)" % (" ".join(words), self.timeout))
+            except OSError as exc:
+                raise EngineError("br %s could not run: %s" % (" ".join(words), self.target.scrub(str(exc))))
+            return self.target.scrub(proc.stdout), self.target.scrub(proc.stderr), proc.returncode
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _cleanup(runner, target, name, own_cleanup_done):
+    """Remove a failed BR backup: ``br cleanup --name`` (unless BR's own cleanup said it worked), then whatever is left in the bucket."""
+    said = "BR cleaned up %s itself" % name if own_cleanup_done else None
+    if not own_cleanup_done:
+        out, err, rc = runner.run(["cleanup"], ["--name", name])
+        said = "br cleanup --name %s %s" % (name, "done" if rc == 0 else "failed (exit %d): %s" % (rc, _tail(err or out, 4)))
+    left = target.files(name)
+    if left:
+        target.delete(name)
+        said += "; %d files left in the repository were deleted" % len(left)
+    return said
+
+
+def run_backup(request, ctx):
+    backend = check_backend(request)
+    target = BrTarget(ctx.repository.repo, request.cluster, backend)
+    br = br_binary(request)
+    conn = Connection(request.connection)
+    wanted = list(request.options.get("collections") or [])
+    server = inspect_br(conn, wanted)
+    runner = BrRun(br, target, server["meta"], int(_option(request, "operation_timeout", 3600)))
+    before = target.names()
+    started = utcnow()
+    extra = []
+    for space in wanted:
+        extra += ["--spaces", space]
+    out, err, rc = runner.run(["backup", "full"], extra)
+    name = _br_name(out) or _br_name(err)
+    if name is None:
+        new = sorted(target.names() - before)
+        name = new[0] if len(new) == 1 else None
+    if rc != 0:
+        cleaned = None
+        if name:
+            own = ("Cleanup backup %s successfully" % name) in out
+            cleaned = _cleanup(runner, target, name, own)
+        raise EngineError(
+            "br backup full of Nebula Graph (meta %s) failed (exit %d): %s%s" % (
+                server["meta"], rc, _tail(err) or _tail(out), "; %s" % cleaned if cleaned else "; BR named no backup, nothing to clean"),
+            hint="Every host needs a running nebula-agent and BR the same version as the cluster; read BR's messages above",
+        )
+    try:
+        if name is None:
+            raise EngineError("br backup full reported success but named no backup, and none appeared under %s" % target.uri)
+        files = target.files(name)
+        if not any(path == "%s.meta" % name for path, dummy in files):
+            raise EngineError("br backup full reported success but %s%s/%s.meta is not in the bucket" % (target.uri, name, name))
+        record = {
+            "name": name,
+            "storage": target.uri,
+            "meta": server["meta"],
+            "spaces": wanted or server["spaces"],
+            "all_spaces": not wanted,
+            "files": [{"path": path, "size": size} for path, size in sorted(files)],
+            "size": sum(size for dummy, size in files),
+        }
+        ctx.store(BR_RECORD, [json.dumps(record, indent=1, sort_keys=True).encode("utf-8")])
+    except BaseException:
+        if name:
+            _cleanup(runner, target, name, False)
+        raise
+    return {
+        "start_time": started,
+        "end_time": utcnow(),
+        "engine_version": server["version"],
+        "server": conn.target(),
+        "nebula_br": {"name": name, "storage": target.uri, "meta": server["meta"], "spaces": record["spaces"], "all_spaces": not wanted,
+                      "files": len(files), "size": record["size"], "storage_hosts": server["storage_hosts"]},
+    }
+
+
+def restores_into_server(manifest):
+    return manifest.get("method") == "nebula-br"
+
+
+def _restore_checks(repository, manifest, request, logs):
+    if logs is not None:
+        raise ConfigError("method nebula-br has no log chain: point-in-time restores are not offered")
+    info = manifest.get("nebula_br") or {}
+    if not info.get("name"):
+        raise ConfigError("backup %s records no BR backup name (nebula_br.name)" % manifest["backup_id"])
+    if request.options.get("collections"):
+        raise ConfigError("br restore full restores every space of the BR backup; collections cannot choose among them",
+                          hint="Remove collections")
+    if request.options.get("backend") not in (None, "s3"):
+        check_backend(request)
+    if not request.force:
+        raise ConfigError(
+            "br restore full replaces all data of the Nebula Graph cluster behind connection (BR stops its meta and storage services "
+            "and puts the backup's data in place of every space)",
+            hint="Set force: true to replace the cluster's data with backup %s" % manifest["backup_id"],
+        )
+    target = BrTarget(repository.repo, manifest["cluster"], "s3")
+    name = info["name"]
+    if not any(path == "%s.meta" % name for path, dummy in target.files(name)):
+        raise RepositoryError("the BR backup %s of backup %s is not under %s any more" % (name, manifest["backup_id"], target.uri),
+                              hint="It was deleted outside the collection; restore another backup")
+    br = br_binary(request)
+    conn = Connection(request.connection)
+    server = inspect_br(conn)
+    return target, br, conn, server, name
+
+
+def plan_restore(repository, manifest, request, logs=None):
+    target, br, conn, server, name = _restore_checks(repository, manifest, request, logs)
+    info = manifest["nebula_br"]
+    return {
+        "server": conn.target(),
+        "meta": server["meta"],
+        "br": br,
+        "br_backup": name,
+        "storage": target.uri,
+        "spaces": info.get("spaces") or [],
+        "replaces": "the whole cluster's data (every graph space), as br restore full does",
+        "warnings": [br_warnings([])[0], "nebula-br: BR stops and restarts the cluster's meta and storage services through its agents; "
+                     "the target must have the same topology (meta and storage hosts) as the backed-up cluster"],
+    }
+
+
+def restore(repository, manifest, request, logs=None):
+    target, br, conn, server, name = _restore_checks(repository, manifest, request, logs)
+    runner = BrRun(br, target, server["meta"], int(_option(request, "operation_timeout", 3600)))
+    out, err, rc = runner.run(["restore", "full"], ["--name", name])
+    if rc != 0:
+        raise EngineError("br restore full --name %s into Nebula Graph (meta %s) failed (exit %d): %s" % (name, server["meta"], rc, _tail(err) or _tail(out)),
+                          hint="BR keeps the replaced data in *_old_<timestamp> directories on the hosts; read BR's messages, then retry or put them back")
+    return {
+        "server": conn.target(),
+        "meta": server["meta"],
+        "br_backup": name,
+        "spaces": manifest["nebula_br"].get("spaces") or [],
+        "next": "BR restarted the meta and storage services: check SHOW HOSTS and the spaces' data on %s" % conn.target(),
+    }
