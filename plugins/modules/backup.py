@@ -44,6 +44,16 @@ description:
     C(/api/v1/status/flags), so the module must run on the Prometheus host, as root or as the user Prometheus runs as.
     The manifest records the time range of the data (C(min_time), C(max_time)) and its blocks. A snapshot without data
     (a server that has stored no samples yet) is refused. No compression (the support matrix)."
+  - "Weaviate (O(method=weaviate-backup), B(experimental): written from Weaviate's published REST API and tested against a
+    fake server, never run against a real Weaviate): checks in C(/v1/meta) that the server's backup module
+    (C(backup-filesystem), or C(backup-s3) with O(backend=s3)) is enabled (else refused, naming the module and
+    C(ENABLE_MODULES)) and that every class of O(collections) exists; then C(POST /v1/backups/{backend}) under an id derived
+    from the backup id (lowercase, C([a-z0-9_-])), polled until C(SUCCESS) (C(FAILED) is an error with the server's message;
+    after O(operation_timeout) the error says the backup goes on on the server, naming its id). Filesystem backend: when
+    the backup's directory (C(BACKUP_FILESYSTEM_PATH/<id>)) is on this host, it is streamed into the repository as one tar
+    object and removed from the server's backup path; otherwise it stays on the server's disk and the manifest says so.
+    S3 backend: the data stays in Weaviate's bucket and the repository holds the manifest only; retention does not
+    delete it from the bucket. O(connection.token) goes as C(Authorization: Bearer). No compression."
   - "O(method=volume-snapshot) (every engine): the volumes are snapshotted by the provider
     O(snapshot.provider) while the database is held at a consistent point, and released as soon as the snapshots' point in
     time is fixed (before a cloud has finished copying them), and on every failure path. PostgreSQL runs in backup mode
@@ -123,6 +133,7 @@ requirements:
   - "MySQL: Percona C(xtrabackup) of the server's version or newer and the C(mysql) client"
   - "Redis: C(redis-cli) (Debian package redis-tools)"
   - "Prometheus: C(tar)"
+  - "Weaviate: C(tar) (O(backend=filesystem) streamed into the repository)"
 seealso:
   - module: dataprotection.databases.restore
   - module: dataprotection.databases.backup_info
@@ -230,6 +241,20 @@ EXAMPLES = r"""
       pvc_names: [data-orders-db-0]
       volume_snapshot_class: csi-snapclass
       context: prod
+- name: Backup of two Weaviate classes through Weaviate's filesystem backup module, run on the Weaviate host
+  dataprotection.databases.backup:
+    repo:
+      type: local
+      path: /srv/backups
+    cluster: vectors
+    engine: weaviate
+    method: weaviate-backup
+    backend: filesystem
+    collections: [Article, Author]
+    connection:
+      host: 127.0.0.1
+      port: 8080
+      token: "{{ weaviate_api_key }}"
 """
 
 RETURN = r"""

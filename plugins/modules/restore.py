@@ -45,6 +45,18 @@ description:
     Prometheus is started as O(owner) on 127.0.0.1:O(port) with a minimal configuration (no scrape jobs) and that
     retention, from a directory C(.dp-prometheus-<port>-*) next to O(data_dir), and the module waits until C(/-/ready)
     answers; stop it by the returned pid."
+  - "Weaviate (O(method=weaviate-backup) backups, B(experimental): never run against a real Weaviate): restores through
+    C(POST /v1/backups/{backend}/{id}/restore) into the server O(connection) names (no O(data_dir)), polled until
+    C(SUCCESS); O(collections) restores some of the backup's classes. A backup held in the repository is first put back
+    into the target's C(BACKUP_FILESYSTEM_PATH) (a directory on this host: run on the Weaviate host) and removed from there
+    afterwards. Weaviate restores no class that exists: such classes are refused before anything changes unless
+    O(force=true), which deletes them on the target first."
+  - "Nebula Graph (O(method=nebula-br) backups, B(experimental): never run against a real Nebula Graph or BR): runs
+    C(br restore full --meta <addr> --storage s3://... --name <BACKUP_...>) with the repository's S3 flags against the cluster
+    O(connection) names (graphd; the meta address is read with C(SHOW HOSTS META); no O(data_dir)). BR stops the cluster's meta
+    and storage services through its agents and replaces the data of every graph space, so O(force=true) is required; the
+    target needs the topology of the backed-up cluster. The BR backup's files must still be in the bucket (checked first).
+    BR takes the S3 secret key only on its command line (visible in the process list while it runs)."
   - "A volume-snapshot backup restores from its snapshot (O(source)): C(btrfs) makes a writable subvolume at O(data_dir) on the
     snapshot's file system, C(lvm) a new logical volume mounted at O(data_dir); the engine then finishes the data directory
     (PostgreSQL - the manifest's C(backup_label), the WAL from the backup's start to its stop, and for O(restore_time) the
@@ -147,6 +159,8 @@ requirements:
   - "MySQL: C(xbstream) and C(xtrabackup); for a point in time also C(mysqld), C(mysql) and C(mysqlbinlog)"
   - "Redis: C(redis-server) and C(redis-cli) to start and check the restored server"
   - "Prometheus: C(tar); C(prometheus) to start the restored server"
+  - "Weaviate: C(tar), for a backup held in the repository"
+  - "Nebula Graph (O(method=nebula-br)): C(br) and C(nebula-console), a nebula-agent on every cluster host"
 seealso:
   - module: dataprotection.databases.backup
   - module: dataprotection.databases.backup_info
@@ -239,6 +253,19 @@ EXAMPLES = r"""
     backup_id: orders-db-volume-snapshot-20261125100000
     source: mounted
     data_dir: /mnt/restored/pgdata
+- name: Restore the Article class of a Weaviate backup, replacing the class on the target
+  dataprotection.databases.restore:
+    repo:
+      type: local
+      path: /srv/backups
+    cluster: vectors
+    engine: weaviate
+    backup_id: vectors-weaviate-backup-20261203210500
+    collections: [Article]
+    force: true
+    connection:
+      host: https://weaviate.example.com
+      token: "{{ weaviate_api_key }}"
 """
 
 RETURN = r"""
