@@ -44,6 +44,18 @@ description:
     C(/api/v1/status/flags), so the module must run on the Prometheus host, as root or as the user Prometheus runs as.
     The manifest records the time range of the data (C(min_time), C(max_time)) and its blocks. A snapshot without data
     (a server that has stored no samples yet) is refused. No compression (the support matrix)."
+  - "Nebula Graph, O(method=nebula-br) (B(experimental): never run against a real Nebula Graph or BR, tested against a fake
+    C(br) and C(nebula-console) built from BR's README and the Nebula docs): runs the BR tool, C(br backup full --meta <addr>
+    --storage s3://<bucket>/<prefix>/<cluster>/nebula-br/) with the repository's endpoint, region and keys, so the cluster's
+    agents upload the backup into the repository's bucket next to its backups. The repository must be S3 with static keys
+    (O(backend=s3), the default; O(backend=local), C(CREATE SNAPSHOT) checkpoints, is refused in this version). The meta
+    address comes from C(SHOW HOSTS META) through O(connection) (graphd, C(nebula-console)); O(collections) are graph spaces
+    (BR's experimental C(--spaces)), each checked to exist before anything runs. The manifest records BR's backup name
+    (C(BACKUP_<date>)), the spaces and the meta address; a small object lists BR's files. BR takes the S3 secret key only
+    on its command line (visible in the process list while it runs; the plan warns; messages are scrubbed of it). When BR
+    fails, its partial backup is removed (C(br cleanup --name)) and nothing is recorded. Deleting the backup later leaves
+    BR's files in the bucket (remove them with C(br cleanup)). C(br) and C(nebula-console) are found in O(connection.bin_dir),
+    on PATH or in C(/usr/local/nebula/bin)."
   - "Weaviate (O(method=weaviate-backup), B(experimental): written from Weaviate's published REST API and tested against a
     fake server, never run against a real Weaviate): checks in C(/v1/meta) that the server's backup module
     (C(backup-filesystem), or C(backup-s3) with O(backend=s3)) is enabled (else refused, naming the module and
@@ -133,6 +145,7 @@ requirements:
   - "MySQL: Percona C(xtrabackup) of the server's version or newer and the C(mysql) client"
   - "Redis: C(redis-cli) (Debian package redis-tools)"
   - "Prometheus: C(tar)"
+  - "Nebula Graph (O(method=nebula-br)): C(br) and C(nebula-console) release binaries of the cluster's version, a nebula-agent on every cluster host"
   - "Weaviate: C(tar) (O(backend=filesystem) streamed into the repository)"
 seealso:
   - module: dataprotection.databases.restore

@@ -57,6 +57,12 @@ description:
     and storage services through its agents and replaces the data of every graph space, so O(force=true) is required; the
     target needs the topology of the backed-up cluster. The BR backup's files must still be in the bucket (checked first).
     BR takes the S3 secret key only on its command line (visible in the process list while it runs)."
+  - "Nebula Graph (O(method=nebula-br) backups, B(experimental): never run against a real Nebula Graph or BR): runs
+    C(br restore full --meta <addr> --storage s3://... --name <BACKUP_...>) with the repository's S3 flags against the cluster
+    O(connection) names (graphd; the meta address is read with C(SHOW HOSTS META); no O(data_dir)). BR stops the cluster's meta
+    and storage services through its agents and replaces the data of every graph space, so O(force=true) is required; the
+    target needs the topology of the backed-up cluster. The BR backup's files must still be in the bucket (checked first).
+    BR takes the S3 secret key only on its command line (visible in the process list while it runs)."
   - "A volume-snapshot backup restores from its snapshot (O(source)): C(btrfs) makes a writable subvolume at O(data_dir) on the
     snapshot's file system, C(lvm) a new logical volume mounted at O(data_dir); the engine then finishes the data directory
     (PostgreSQL - the manifest's C(backup_label), the WAL from the backup's start to its stop, and for O(restore_time) the
@@ -159,6 +165,7 @@ requirements:
   - "MySQL: C(xbstream) and C(xtrabackup); for a point in time also C(mysqld), C(mysql) and C(mysqlbinlog)"
   - "Redis: C(redis-server) and C(redis-cli) to start and check the restored server"
   - "Prometheus: C(tar); C(prometheus) to start the restored server"
+  - "Nebula Graph (O(method=nebula-br)): C(br) and C(nebula-console), a nebula-agent on every cluster host"
   - "Weaviate: C(tar), for a backup held in the repository"
   - "Nebula Graph (O(method=nebula-br)): C(br) and C(nebula-console), a nebula-agent on every cluster host"
 seealso:
