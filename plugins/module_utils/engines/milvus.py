@@ -1,7 +1,11 @@
 # -*- coding: utf-8 -*-
 # Copyright: contributors to the dataprotection.databases collection
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Milvus: volume snapshots after a flush of every collection (EXPERIMENTAL).
+"""Milvus: logical exports (``milvus-export``), the upstream ``milvus-backup`` tool (EXPERIMENTAL) and volume snapshots
+after a flush of every collection (EXPERIMENTAL).
+
+The first two live in ``milvus_native``; this module dispatches to them and
+holds the volume-snapshot hooks described below.
 
 EXPERIMENTAL: this code has never run against a real Milvus (none can run on
 the machines that test this collection).  It is tested against a fake HTTP
@@ -55,11 +59,11 @@ import urllib.request
 
 from ansible_collections.dataprotection.databases.plugins.module_utils import tools
 from ansible_collections.dataprotection.databases.plugins.module_utils.errors import ConfigError, EngineError
-from ansible_collections.dataprotection.databases.plugins.module_utils.engines import volume
+from ansible_collections.dataprotection.databases.plugins.module_utils.engines import milvus_native, volume
 from ansible_collections.dataprotection.databases.plugins.module_utils.quiesce import Quiesce
 from ansible_collections.dataprotection.databases.plugins.module_utils.timeutil import utcnow
 
-METHODS = ("volume-snapshot",)
+METHODS = ("milvus-export", "milvus-backup", "volume-snapshot")
 ENGINE = "milvus"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 19530
@@ -237,3 +241,43 @@ def remote_restore_next(manifest, logs):
     return ("Mount the new volumes where etcd, the object storage (MinIO) and Milvus kept their data when backup %s was taken, and start "
             "etcd and the object storage before Milvus: the copy is crash-consistent, and Milvus replays from its message queue what was "
             "written after the flush" % manifest["backup_id"])
+
+
+# Native methods: milvus-export (pymilvus) and milvus-backup (the upstream tool, EXPERIMENTAL) ------------------------
+
+
+def plan_backup(request):
+    if request.method == "milvus-backup":
+        return milvus_native.plan_tool_backup(request)
+    return milvus_native.plan_export(request)
+
+
+def run_backup(request, ctx):
+    if request.method == "milvus-backup":
+        return milvus_native.run_tool_backup(request, ctx)
+    return milvus_native.run_export(request, ctx)
+
+
+def restores_into_server(manifest):
+    return manifest.get("method") in ("milvus-export", "milvus-backup")
+
+
+def _native(manifest, logs):
+    if logs is not None:
+        raise ConfigError("Milvus backups have no log chain: point-in-time restores are not offered", hint="Restore a backup by backup_id")
+    if manifest.get("method") not in ("milvus-export", "milvus-backup"):
+        raise ConfigError("backup %s was taken with method %s, which is not restored through the server" % (manifest["backup_id"], manifest.get("method")))
+
+
+def plan_restore(repository, manifest, request, logs=None):
+    _native(manifest, logs)
+    if manifest["method"] == "milvus-backup":
+        return milvus_native.plan_tool_restore(manifest, request)
+    return milvus_native.plan_import(repository, manifest, request)
+
+
+def restore(repository, manifest, request, logs=None):
+    _native(manifest, logs)
+    if manifest["method"] == "milvus-backup":
+        return milvus_native.run_tool_restore(manifest, request)
+    return milvus_native.run_import(repository, manifest, request)
