@@ -1,0 +1,415 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to the dataprotection.databases collection
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""MongoDB's dump and datafile methods (engines/mongodb.py) and their restores, against fakes.
+
+No MongoDB can run on the test machines.  mongosh is fixtures/mongodb/mongosh (replies shaped as MongoDB's
+manual documents them); mongodump and mongorestore are fixtures/mongodb/mongotools, which writes and reads the
+archive format of mongo-tools' common/archive/spec.md (magic, header, collection metadata, namespace segments,
+EOF blocks with the CRC-64-ECMA of each namespace, the oplog under db "" collection "oplog"), built with pymongo's
+``bson``, and behaves as MongoDB Database Tools' documentation describes --oplog, --oplogReplay, --oplogLimit,
+--drop, --nsInclude and --config (a YAML file with ``password:``).  The three share one JSON state file, the
+fake "server".  What these tests prove is the engine's logic: exact command lines, where the password goes, how
+the consistent point is read from the stream, the refusals, one unlock per lock; not that real tools or a real
+mongod behave the same.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import datetime
+import io
+import json
+import os
+import pwd
+import struct
+import sys
+
+import pytest
+
+from ansible_collections.dataprotection.databases.plugins.module_utils import backup as backup_module
+from ansible_collections.dataprotection.databases.plugins.module_utils import engines
+from ansible_collections.dataprotection.databases.plugins.module_utils.backup import BackupRequest, run_backup
+from ansible_collections.dataprotection.databases.plugins.module_utils.engines import mongodb
+from ansible_collections.dataprotection.databases.plugins.module_utils.errors import ConfigError, EngineError, MissingDependency, ToolError
+from ansible_collections.dataprotection.databases.plugins.module_utils.repoconfig import new_config, write_config
+from ansible_collections.dataprotection.databases.plugins.module_utils.repository import LocalRepo
+from ansible_collections.dataprotection.databases.plugins.module_utils.restore import RestoreRequest, run_restore
+
+bson = pytest.importorskip("bson")
+
+FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "mongodb")
+PASSWORD = "s3cret-Pa55 \"word\""
+ME = pwd.getpwuid(os.getuid()).pw_name
+T0 = 1717243200
+
+
+def entry(i, op, ns, o, o2=None, t=T0):
+    record = {"ts": {"t": t, "i": i}, "wall": (t * 1000) + i, "op": op, "ns": ns, "o": o}
+    if o2 is not None:
+        record["o2"] = o2
+    return record
+
+
+def install(source, target):
+    with open(source) as handle:
+        body = handle.read().split("\n", 1)[1]
+    target.write_text("#!%s\n%s" % (sys.executable, body))
+    target.chmod(0o755)
+
+
+class Server(object):
+    """The fake server: its state file, switches and the run log of mongosh, mongodump and mongorestore."""
+
+    def __init__(self, tmp_path, monkeypatch):
+        self.dir = tmp_path
+        self.monkeypatch = monkeypatch
+        self.bin_dir = tmp_path / "bin"
+        self.bin_dir.mkdir()
+        install(os.path.join(FIXTURES, "mongosh"), self.bin_dir / "mongosh")
+        install(os.path.join(FIXTURES, "mongotools"), self.bin_dir / "mongodump")
+        install(os.path.join(FIXTURES, "mongotools"), self.bin_dir / "mongorestore")
+        self.log_path = tmp_path / "tools.log"
+        self.log_path.write_text("")
+        self.state_path = tmp_path / "state.json"
+        self.db_path = tmp_path / "dbpath"
+        self.db_path.mkdir()
+        self.state = {
+            "lock_count": 0, "version": "7.0.14",
+            "databases": {"shop": {"orders": [{"_id": 1, "item": "apple", "qty": 5}, {"_id": 2, "item": "pear", "qty": 1}],
+                                   "customers": [{"_id": "c1", "name": "Ada"}]}},
+            "oplog": [entry(7, "i", "shop.customers", {"_id": "c1", "name": "Ada"})],
+        }
+        for name, value in (("FAKE_MONGOSH_LOG", self.log_path), ("FAKE_MONGOSH_STATE", self.state_path),
+                            ("FAKE_MONGOSH_PASSWORD", PASSWORD), ("FAKE_MONGOSH_DBPATH", self.db_path)):
+            monkeypatch.setenv(name, str(value))
+        self.mode()
+
+    def mode(self, *switches):
+        self.monkeypatch.setenv("FAKE_MONGOSH_MODE", ",".join(switches))
+
+    @property
+    def state(self):
+        return json.loads(self.state_path.read_text())
+
+    @state.setter
+    def state(self, value):
+        self.state_path.write_text(json.dumps(value))
+
+    def update(self, **changes):
+        state = self.state
+        state.update(changes)
+        self.state = state
+
+    def runs(self, tool=None):
+        records = [json.loads(line) for line in self.log_path.read_text().splitlines() if line]
+        return [r for r in records if tool is None or r.get("tool") == tool or (tool == "mongosh" and r.get("script"))]
+
+    def connection(self, **extra):
+        params = {"host": "db1.example.net", "user": "backup", "password": PASSWORD, "bin_dir": str(self.bin_dir)}
+        params.update(extra)
+        return params
+
+
+@pytest.fixture
+def server(tmp_path, monkeypatch):
+    monkeypatch.setitem(engines.REGISTRY, "mongodb", mongodb)
+    return Server(tmp_path, monkeypatch)
+
+
+@pytest.fixture
+def spec(tmp_path):
+    path = tmp_path / "repo"
+    path.mkdir()
+    write_config(LocalRepo({"path": str(path)}), new_config()[0])
+    return {"type": "local", "path": str(path)}
+
+
+def dump_request(server, method="dump", **extra):
+    options = extra.pop("options", {})
+    return BackupRequest("mongodb", method, "orders", connection=server.connection(**extra), options=options)
+
+
+def restore_request(server, backup_id, force=False, target=None, restore_time=None, **options):
+    return RestoreRequest("mongodb", "orders", target, backup_id=backup_id, restore_time=restore_time, force=force, options=options,
+                          connection=server.connection())
+
+
+def stored(spec):
+    """Every file under the cluster's backups (a failed backup leaves none)."""
+    top = os.path.join(spec["path"], "orders", "backups")
+    return sorted(os.path.join(d, n) for d, dummy, names in os.walk(top) for n in names)
+
+
+def empty_target(server):
+    state = server.state
+    state["databases"] = {}
+    server.state = state
+
+
+# The archive scanner ------------------------------------------------------------
+
+
+def archive(namespaces, oplog, header=None):
+    """An archive as the specification lays it out, built with bson independently of the engine."""
+    header = header or {"concurrent_collections": 4, "version": "0.1", "server_version": "7.0.14", "tool_version": "100.9.4"}
+    parts = [struct.pack("<I", 0x8199E26D), bson.encode(header)]
+    for db, coll, docs in namespaces:
+        parts.append(bson.encode({"db": db, "collection": coll, "metadata": "{}", "size": 0}))
+    parts.append(b"\xff\xff\xff\xff")
+    for db, coll, docs in namespaces + [("", "oplog", oplog)]:
+        parts.append(bson.encode({"db": db, "collection": coll, "EOF": False, "CRC": 0}))
+        parts += [bson.encode(d) for d in docs]
+        parts.append(b"\xff\xff\xff\xff")
+        parts.append(bson.encode({"db": db, "collection": coll, "EOF": True, "CRC": 0}) + b"\xff\xff\xff\xff")
+    return b"".join(parts)
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 4096])
+def test_scanner_keeps_the_last_oplog_timestamp_whatever_the_chunking(chunk):
+    oplog = [{"ts": bson.Timestamp(T0, 7), "op": "n", "ns": "", "o": {"msg": "x"}},
+             {"op": "i", "ns": "shop.orders", "o": {"_id": 3, "blob": bson.Binary(b"\x00" * 300)}, "ts": bson.Timestamp(T0 + 2, 1)},
+             {"ts": bson.Timestamp(T0 + 1, 9), "op": "d", "ns": "shop.orders", "o": {"_id": 1}, "wall": datetime.datetime(2024, 6, 1)}]
+    data = archive([("shop", "orders", [{"_id": i, "x": [1.5, None, {"y": "z"}]} for i in range(50)])], oplog)
+    scanner = mongodb.ArchiveScanner(io.BytesIO(data))
+    read = b""
+    while True:
+        piece = scanner.read(chunk)
+        if not piece:
+            break
+        read += piece
+    assert read == data and scanner.complete() is None
+    summary = scanner.summary()
+    assert summary["oplog_last"] == {"t": T0 + 2, "i": 1} and summary["oplog_first"] == {"t": T0, "i": 7}
+    assert summary["documents"] == 50 and summary["oplog_entries"] == 3 and summary["collections"] == 1
+    assert summary["server_version"] == "7.0.14" and summary["tool_version"] == "100.9.4" and summary["format_version"] == "0.1"
+
+
+def test_scanner_refuses_what_is_not_an_archive_and_sees_a_cut_one():
+    with pytest.raises(EngineError, match="archive magic number"):
+        mongodb.ArchiveScanner(io.BytesIO(b"{\"not\": 1}")).read(100)
+    data = archive([("shop", "orders", [{"_id": 1}])], [{"ts": bson.Timestamp(T0, 1)}])
+    scanner = mongodb.ArchiveScanner(io.BytesIO(data[:-30]))
+    scanner.read(len(data))
+    assert "ends inside" in scanner.complete() or "without their EOF" in scanner.complete()
+
+
+# Dump backups ----------------------------------------------------------------
+
+
+def test_plan_of_a_dump_changes_nothing(server):
+    plan = mongodb.plan_backup(dump_request(server))
+    assert plan["identity"] == "replset:rs0" and plan["tool_version"] == "100.9.4" and plan["server_version"] == "7.0.14"
+    assert plan["tool"] == str(server.bin_dir / "mongodump") and plan["replica_set"] == "rs0"
+    assert [r.get("script") for r in server.runs("mongosh")] == ["plan"]
+    assert not server.runs("mongodump")
+
+
+def test_dump_streams_the_archive_and_records_the_oplog_point(server, spec):
+    # Two writes land while the dump runs: the recorded point is the last of them, read from the archive's oplog.
+    server.update(writes_during_dump=[{"op": "i", "ns": "shop.orders", "o": {"_id": 3, "item": "fig", "qty": 9}},
+                                      {"op": "u", "ns": "shop.orders", "o": {"$set": {"qty": 4}}, "o2": {"_id": 1}}])
+    result = run_backup(spec, dump_request(server))
+    manifest = result["manifest"]
+    assert manifest["positions"] == {"oplog_ts": {"t": T0, "i": 9}} and result["backup"]["positions"]["oplog_ts"] == {"t": T0, "i": 9}
+    assert manifest["identity"] == "replset:rs0" and manifest["engine_version"] == "7.0.14" and manifest["tool_version"] == "100.9.4"
+    assert manifest["archive"]["documents"] == 3 and manifest["archive"]["oplog_entries"] == 3 and manifest["archive"]["collections"] == 2
+    assert [o["name"] for o in manifest["objects"]] == ["dump.archive.zst"]
+    dump = server.runs("mongodump")[0]
+    config = [a for a in dump["argv"] if a.startswith("--config=")][0][len("--config="):]
+    assert dump["argv"] == ["--uri=mongodb://backup@db1.example.net:27017/admin?directConnection=true&serverSelectionTimeoutMS=15000"
+                            "&appName=dataprotection.databases&authSource=admin", "--config=%s" % config, "--oplog", "--archive"]
+    assert dump["config"] == {"mode": "600", "keys": ["password"]} and not os.path.exists(config)
+    assert not any(PASSWORD in json.dumps(r) for r in server.runs())
+    assert PASSWORD not in json.dumps(manifest)
+
+
+def test_a_restore_by_id_brings_back_the_documents_with_the_oplog_replayed(server, spec):
+    server.update(writes_during_dump=[{"op": "i", "ns": "shop.orders", "o": {"_id": 3, "item": "fig", "qty": 9}}])
+    backup_id = run_backup(spec, dump_request(server))["backup"]["backup_id"]
+    expected = server.state["databases"]
+    assert {d["_id"] for d in expected["shop"]["orders"]} == {1, 2, 3}
+    empty_target(server)
+    plan = run_restore(spec, restore_request(server, backup_id), check_mode=True)["plan"]
+    assert plan["oplog_replay"] is True and plan["drop"] is False and plan["existing"] == [] and plan["consistent_at"] == {"t": T0, "i": 8}
+    assert server.state["databases"] == {} and not server.runs("mongorestore")
+    done = run_restore(spec, restore_request(server, backup_id))
+    assert done["restored"]["documents"] == {"restored": 3, "failed": 0}
+    # The dump read orders before _id 3 was inserted; the replay of the dump's oplog brought it.
+    assert server.state["databases"] == expected
+    restore = server.runs("mongorestore")[0]
+    config = [a for a in restore["argv"] if a.startswith("--config=")][0][len("--config="):]
+    assert restore["argv"][2:] == ["--archive", "--oplogReplay"] and restore["argv"][1] == "--config=%s" % config
+    assert restore["config"]["mode"] == "600" and not os.path.exists(config)
+
+
+def test_restore_into_a_server_with_user_data_needs_force_then_drops(server, spec):
+    backup_id = run_backup(spec, dump_request(server))["backup"]["backup_id"]
+    state = server.state
+    state["databases"]["shop"]["orders"].append({"_id": 99, "item": "stale"})
+    server.state = state
+    with pytest.raises(ConfigError, match="already holds user data .* shop.customers, shop.orders") as caught:
+        run_restore(spec, restore_request(server, backup_id))
+    assert "force: true" in caught.value.hint and not server.runs("mongorestore")
+    run_restore(spec, restore_request(server, backup_id, force=True))
+    assert server.runs("mongorestore")[0]["argv"][2:] == ["--archive", "--oplogReplay", "--drop"]
+    assert {d["_id"] for d in server.state["databases"]["shop"]["orders"]} == {1, 2}
+
+
+def test_restore_of_some_collections_uses_ns_include(server, spec):
+    backup_id = run_backup(spec, dump_request(server))["backup"]["backup_id"]
+    state = server.state
+    del state["databases"]["shop"]["orders"]
+    server.state = state
+    run_restore(spec, restore_request(server, backup_id, collections=["shop.orders"]))
+    assert server.runs("mongorestore")[0]["argv"][2:] == ["--archive", "--nsInclude=shop.orders"]
+    assert len(server.state["databases"]["shop"]["orders"]) == 2
+    with pytest.raises(ConfigError, match="already holds collections .*shop.customers"):
+        run_restore(spec, restore_request(server, backup_id, collections=["shop.*"]))
+    with pytest.raises(ConfigError, match="db.collection patterns"):
+        run_restore(spec, restore_request(server, backup_id, collections=["orders"]))
+
+
+def test_a_restore_with_failed_documents_fails(server, spec, monkeypatch):
+    backup_id = run_backup(spec, dump_request(server))["backup"]["backup_id"]
+    # The check found nothing (another client writes in between): mongorestore then counts duplicates as failed.
+    replies = {"hello": {"ok": 1, "setName": "rs0"}, "listDatabases": {"ok": 1, "databases": []}}
+    monkeypatch.setattr(mongodb.Connection, "run", lambda self, name, timeout=0: replies)
+    with pytest.raises(EngineError, match="could not restore 3 documents"):
+        run_restore(spec, restore_request(server, backup_id))
+
+
+def test_dump_refuses_a_standalone_sharded_and_collections(server, spec):
+    server.mode("standalone")
+    with pytest.raises(EngineError, match="standalone mongod: mongodump --oplog") as caught:
+        run_backup(spec, dump_request(server))
+    assert "single-member replica set" in caught.value.hint
+    for switch in ("mongos", "shardsvr"):
+        server.mode(switch)
+        with pytest.raises(EngineError, match="sharded clusters are not supported yet"):
+            run_backup(spec, dump_request(server))
+    server.mode()
+    with pytest.raises(ConfigError, match="collections is not taken by a backup"):
+        run_backup(spec, dump_request(server, options={"collections": ["shop.orders"]}))
+    assert not server.runs("mongodump") and stored(spec) == []
+
+
+def test_wrong_password_is_refused_before_anything_is_stored(server, spec):
+    with pytest.raises(EngineError, match="refused user backup: wrong user name or password"):
+        run_backup(spec, dump_request(server, password="wrong"))
+    assert not server.runs("mongodump")
+
+
+def test_the_tools_own_auth_failure_is_explained(server, spec, monkeypatch):
+    # mongosh accepted the password (plan), mongodump is refused: the message is the same, nothing is stored.
+    planned = {"tool": str(server.bin_dir / "mongodump"), "engine_version": "7.0.14", "replica_set": "rs0", "member": "m", "tool_version": "100.9.4"}
+    monkeypatch.setattr(mongodb, "plan_dump", lambda request: planned)
+    with pytest.raises(EngineError, match="refused user backup: wrong user name or password"):
+        run_backup(spec, dump_request(server, password="wrong"))
+    assert stored(spec) == []
+
+
+def test_a_dump_that_fails_midway_leaves_nothing(server, spec):
+    server.mode("dump_fails_midway")
+    with pytest.raises(EngineError, match="i/o timeout"):
+        run_backup(spec, dump_request(server))
+    assert stored(spec) == []
+    config = [a for a in server.runs("mongodump")[0]["argv"] if a.startswith("--config=")][0][len("--config="):]
+    assert not os.path.exists(config)
+
+
+def test_missing_and_old_tools_are_named(server, monkeypatch):
+    os.unlink(str(server.bin_dir / "mongodump"))
+    monkeypatch.setenv("PATH", str(server.dir / "nothing"))
+    with pytest.raises(MissingDependency, match="mongodump is not installed") as caught:
+        mongodb.plan_backup(dump_request(server))
+    assert "mongodb-database-tools" in caught.value.hint
+    install(os.path.join(FIXTURES, "mongotools"), server.bin_dir / "mongodump")
+    monkeypatch.setenv("FAKE_MONGOTOOLS_VERSION", "100.2.1")
+    with pytest.raises(EngineError, match="version 100.2.1; .* 100.3.0 or newer"):
+        mongodb.plan_backup(dump_request(server))
+
+
+def test_user_without_password_is_refused(server, spec, monkeypatch):
+    planned = {"tool": str(server.bin_dir / "mongodump"), "engine_version": "7.0.14", "replica_set": "rs0", "member": "m", "tool_version": "100.9.4"}
+    monkeypatch.setattr(mongodb, "plan_dump", lambda request: planned)
+    with pytest.raises(ConfigError, match="without connection.password"):
+        run_backup(spec, dump_request(server, password=None))
+    assert not server.runs("mongodump")
+
+
+def test_ns_include_patterns_match_as_mongorestore_reads_them():
+    assert mongodb._matches("shop.*", "shop.orders") and not mongodb._matches("shop.*", "shopx.orders")
+    assert mongodb._matches("sh\\*p.orders", "sh*p.orders") and not mongodb._matches("sh\\*p.orders", "shop.orders")
+
+
+# Datafile backups --------------------------------------------------------------
+
+
+def make_dbpath(path):
+    (path / "WiredTiger").write_text("WiredTiger\nWiredTiger 11.2.0\n")
+    (path / "collection-0-1.wt").write_bytes(b"\x01" * 5000)
+    (path / "mongod.lock").write_text("%d\n" % os.getpid())
+    (path / "journal").mkdir()
+    (path / "journal" / "WiredTigerLog.0000000001").write_bytes(b"\x02" * 100)
+    (path / "diagnostic.data").mkdir()
+    (path / "diagnostic.data" / "metrics.2024").write_text("ftdc")
+
+
+def test_datafile_copies_dbpath_under_one_fsync_lock(server, spec, monkeypatch):
+    make_dbpath(server.db_path)
+    seen = {}
+    real_store = backup_module.BackupContext.store
+
+    def store(self, base_name, source, compression=None):
+        seen["lock_count"] = server.state["lock_count"]
+        return real_store(self, base_name, source, compression)
+
+    monkeypatch.setattr(backup_module.BackupContext, "store", store)
+    result = run_backup(spec, dump_request(server, method="datafile"))
+    manifest = result["manifest"]
+    assert seen["lock_count"] == 1 and server.state["lock_count"] == 0
+    assert [r["script"] for r in server.runs("mongosh")] == ["plan", "plan", "probe", "lock", "unlock"]
+    assert manifest["positions"]["oplog_ts"] == {"t": T0, "i": 7} and manifest["data_dir"] == str(server.db_path)
+    assert manifest["fsync_lock"] == {"lock_count": 1, "other_locks": 0, "lock_count_after": 0}
+    assert [o["name"] for o in manifest["objects"]] == ["datafiles.tar.zst"]
+
+
+def test_datafile_unlocks_once_when_the_copy_fails(server, spec, monkeypatch):
+    make_dbpath(server.db_path)
+    # A tar that writes part of an archive, then fails as GNU tar does on a read error.
+    broken = server.dir / "tar"
+    broken.write_text("#!/bin/sh\nprintf partial\necho 'tar: ./collection-0-1.wt: Read error at byte 0: Input/output error' >&2\nexit 2\n")
+    broken.chmod(0o755)
+    find_tool = mongodb.tools.find_tool
+    monkeypatch.setattr(mongodb.tools, "find_tool", lambda name, *a, **k: str(broken) if name == "tar" else find_tool(name, *a, **k))
+    with pytest.raises(ToolError, match="Read error at byte 0"):
+        run_backup(spec, dump_request(server, method="datafile"))
+    assert server.state["lock_count"] == 0
+    assert [r["script"] for r in server.runs("mongosh")].count("unlock") == 1
+    assert stored(spec) == []
+
+
+def test_datafile_must_run_on_the_mongod_host(server, spec):
+    with pytest.raises(EngineError, match="is not on this host") as caught:
+        run_backup(spec, dump_request(server, method="datafile"))
+    assert "run it on the mongod host" in caught.value.hint and server.state["lock_count"] == 0
+
+
+def test_datafile_restore_into_data_dir(server, spec, tmp_path, monkeypatch):
+    make_dbpath(server.db_path)
+    backup_id = run_backup(spec, dump_request(server, method="datafile"))["backup"]["backup_id"]
+    target = tmp_path / "restored"
+    done = run_restore(spec, restore_request(server, backup_id, target=str(target), owner=ME))["restored"]
+    assert done["data_dir"] == str(target) and done["owner"] == ME
+    assert (target / "collection-0-1.wt").read_bytes() == b"\x01" * 5000 and (target / "journal" / "WiredTigerLog.0000000001").exists()
+    assert not (target / "mongod.lock").exists() and not (target / "diagnostic.data").exists()
+    with pytest.raises(ConfigError, match="is not empty"):
+        run_restore(spec, restore_request(server, backup_id, target=str(target), owner=ME))
+    # A running mongod's lock file is refused even with force.
+    (target / "mongod.lock").write_text("%d\n" % os.getpid())
+    monkeypatch.setattr(mongodb, "_mongod_running", lambda path: "mongod (pid %d) runs on it" % os.getpid())
+    with pytest.raises(ConfigError, match="is in use"):
+        run_restore(spec, restore_request(server, backup_id, target=str(target), owner=ME, force=True))
+    assert (target / "collection-0-1.wt").exists()
