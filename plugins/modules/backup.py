@@ -56,6 +56,19 @@ description:
     fails, its partial backup is removed (C(br cleanup --name)) and nothing is recorded. Deleting the backup later leaves
     BR's files in the bucket (remove them with C(br cleanup)). C(br) and C(nebula-console) are found in O(connection.bin_dir),
     on PATH or in C(/usr/local/nebula/bin)."
+  - "Qdrant, O(method=qdrant-snapshot) (B(experimental): written from Qdrant's published OpenAPI description and tested
+    against a fake server, never run against a real Qdrant): for every collection of O(collections) (every one when
+    omitted; a named one that does not exist is refused before any snapshot is made) on every node, reads its point count
+    and vectors configuration (C(GET /collections/{name})), creates a snapshot (C(POST /collections/{name}/snapshots?wait=true)),
+    streams its download straight into the repository, checks the bytes against the sha256 and size the server reports
+    (a mismatch fails the backup and nothing is kept), and deletes the snapshot on the server, also when the backup fails.
+    A collection snapshot holds only the node's local shards, so a distributed Qdrant is snapshotted on every node:
+    O(nodes) lists the base URLs of every peer's REST API. Without O(nodes), C(GET /cluster) is read and a cluster of more
+    than one peer is refused (it names only the peers' p2p addresses, not their REST URLs). O(connection.token) goes as the
+    C(api-key) header; O(connection.host) may be an C(http(s)://) URL (port 6333 by default). The manifest records per
+    snapshot the collection, node, snapshot name, sha256, point count and vectors configuration, and the nodes' peer ids;
+    no identity (Qdrant has none that survives a rebuild). No compression (the support matrix). O(method=volume-snapshot)
+    remains available: a crash-consistent copy of the storage directory."
   - "Weaviate (O(method=weaviate-backup), B(experimental): written from Weaviate's published REST API and tested against a
     fake server, never run against a real Weaviate): checks in C(/v1/meta) that the server's backup module
     (C(backup-filesystem), or C(backup-s3) with O(backend=s3)) is enabled (else refused, naming the module and
@@ -254,6 +267,17 @@ EXAMPLES = r"""
       pvc_names: [data-orders-db-0]
       volume_snapshot_class: csi-snapclass
       context: prod
+- name: Backup of every collection of a three-node Qdrant cluster through its snapshot API (experimental)
+  dataprotection.databases.backup:
+    repo:
+      type: local
+      path: /srv/backups
+    cluster: vectors
+    engine: qdrant
+    method: qdrant-snapshot
+    nodes: [http://qdrant-0:6333, http://qdrant-1:6333, http://qdrant-2:6333]
+    connection:
+      token: "{{ qdrant_api_key }}"
 - name: Backup of two Weaviate classes through Weaviate's filesystem backup module, run on the Weaviate host
   dataprotection.databases.backup:
     repo:

@@ -45,6 +45,13 @@ description:
     Prometheus is started as O(owner) on 127.0.0.1:O(port) with a minimal configuration (no scrape jobs) and that
     retention, from a directory C(.dp-prometheus-<port>-*) next to O(data_dir), and the module waits until C(/-/ready)
     answers; stop it by the returned pid."
+  - "Qdrant (O(method=qdrant-snapshot) backups, B(experimental): never run against a real Qdrant): restores through the
+    API of the server O(connection) names (no O(data_dir)), or of the nodes O(nodes) lists - as many as the backup has,
+    in the backup's node order, each getting its own node's snapshots. Each snapshot is streamed from the repository as a
+    multipart upload to C(POST /collections/{name}/snapshots/upload?priority=snapshot&checksum=<sha256>) (Qdrant checks
+    the checksum before recovering), then the collection's point count is compared with the backup's. O(collections)
+    restores some of the backup's collections. A collection that exists on the target is refused before anything changes
+    unless O(force=true), which overwrites it with the snapshot's data."
   - "Weaviate (O(method=weaviate-backup) backups, B(experimental): never run against a real Weaviate): restores through
     C(POST /v1/backups/{backend}/{id}/restore) into the server O(connection) names (no O(data_dir)), polled until
     C(SUCCESS); O(collections) restores some of the backup's classes. A backup held in the repository is first put back
@@ -260,6 +267,18 @@ EXAMPLES = r"""
     backup_id: orders-db-volume-snapshot-20261125100000
     source: mounted
     data_dir: /mnt/restored/pgdata
+- name: Restore one collection of a Qdrant backup into a single Qdrant server (experimental)
+  dataprotection.databases.restore:
+    repo:
+      type: local
+      path: /srv/backups
+    cluster: vectors
+    engine: qdrant
+    backup_id: vectors-qdrant-snapshot-20261203210500
+    collections: [docs]
+    connection:
+      host: https://qdrant.example.com
+      token: "{{ qdrant_api_key }}"
 - name: Restore the Article class of a Weaviate backup, replacing the class on the target
   dataprotection.databases.restore:
     repo:
