@@ -119,6 +119,7 @@ def test_backup_streams_the_server_directory_then_a_deleted_class_is_restored(sp
     assert info["path"] == os.path.join(backups, wid)
     assert info["stored"] is True and info["location"] == "repository" and info["server_copy_removed"] is True
     assert manifest["engine_version"] == "1.25.4"
+    assert manifest["positions"] == {"weaviate_backup_id": wid, "backend": "filesystem", "classes": ["Article", "Author"], "stored": True}
     assert [o["name"] for o in manifest["objects"]] == ["weaviate-backup.tar"] and manifest["compression"] == "none"
     assert not os.path.exists(os.path.join(backups, wid)), "the server's copy is removed once the repository holds it"
     assert read_manifest(LocalRepo({"path": spec["path"]}), CLUSTER, manifest["backup_id"])["weaviate"]["backup_id"] == wid

@@ -330,7 +330,8 @@ def run_backup(request, ctx):
         "start_time": started,
         "end_time": ended,
         "engine_version": server["version"],
-        "positions": {},
+        # What backup_info lists of the backup (it shows positions, not the weaviate key).
+        "positions": {"weaviate_backup_id": wid, "backend": backend, "classes": info["classes"], "stored": info["stored"]},
         "weaviate": info,
         "server": conn.url,
     }
