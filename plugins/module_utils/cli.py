@@ -12,6 +12,7 @@ holding the repository, the cluster, the engine and its settings::
     dataprotection wal-push %p --config /etc/dataprotection/orders-db.json
     dataprotection wal-fetch %f %p --config /etc/dataprotection/orders-db.json
     dataprotection binlog-ship [--follow] --config /etc/dataprotection/shop-db.json
+    dataprotection oplog-ship [--follow] [--now] --config /etc/dataprotection/catalog-db.json
     dataprotection backup --config /etc/dataprotection/orders-db.json
     dataprotection scheduled-backup --config /etc/dataprotection/schedule-orders-nightly.json
     dataprotection restore --backup-id ID --data-dir DIR --config /etc/dataprotection/orders-db.json
@@ -20,7 +21,8 @@ holding the repository, the cluster, the engine and its settings::
 Exit status 0 means done (for wal-push: durably stored); anything else
 failed and says why on stderr: 1 wal-fetch found no such file (what
 PostgreSQL expects at the end of recovery), 2 a usage error, 3 a
-configuration error, 4 any other failure.
+configuration error, 4 any other failure, 5 oplog-ship stored what it could but found a
+break (the oplog rolled over past the last shipped entry; a new chain starts).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -37,6 +39,7 @@ EXIT_NOT_FOUND = 1
 EXIT_USAGE = 2
 EXIT_CONFIG = 3
 EXIT_ERROR = 4
+EXIT_GAP = 5
 
 
 def load_config(path):
@@ -99,6 +102,47 @@ def cmd_binlog_ship(args, config):
         if not args.follow:
             return EXIT_OK
         args.rotate = False
+        time.sleep(args.poll)
+
+
+def cmd_oplog_ship(args, config):
+    import fcntl  # pylint: disable=import-outside-toplevel
+    import time  # pylint: disable=import-outside-toplevel
+
+    from ansible_collections.dataprotection.databases.plugins.module_utils.engines import mongodb, oplog  # pylint: disable=import-outside-toplevel
+    from ansible_collections.dataprotection.databases.plugins.module_utils.repoconfig import open_repository  # pylint: disable=import-outside-toplevel
+
+    if config["engine"] != "mongodb":
+        sys.stderr.write("dataprotection oplog-ship: cluster %s is a %s cluster\n" % (config["cluster"], config["engine"]))
+        return EXIT_CONFIG
+    conn = mongodb.Connection(config.get("connection"))
+    # One shipper per cluster on this host: a cron pass that overlaps the previous one, or a second --follow, waits.
+    lock = open(args.config + ".lock", "a")
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    status = EXIT_OK
+    while True:
+        with open_repository(config["repo"]) as repository:
+            result = oplog.ship(
+                repository, config["cluster"], conn,
+                interval=int(config.get("rotate_interval") or 300),
+                size_mb=int(config.get("rotate_size_mb") or 256),
+                force=args.now,
+                compression=config.get("compression") or "zstd",
+                level=config.get("compression_level"),
+                identity=config.get("identity"),
+            )
+        result.pop("slices", None)
+        if args.verbose or result["shipped"] or result.get("gap"):
+            sys.stdout.write(json.dumps(result, sort_keys=True) + "\n")
+            sys.stdout.flush()
+        gap = result.get("gap") or {}
+        if gap:
+            sys.stderr.write("dataprotection oplog-ship: BREAK in the oplog archive of cluster %s: %s\n" % (config["cluster"], gap.get("message")))
+            sys.stderr.flush()
+            status = EXIT_GAP
+        if not args.follow:
+            return status
+        args.now = False
         time.sleep(args.poll)
 
 
@@ -200,6 +244,11 @@ def parser():
     ship.add_argument("--poll", type=float, default=10.0, help="seconds between passes with --follow")
     ship.add_argument("--rotate", action="store_true", help="rotate now, whatever the interval and size")
     ship.set_defaults(run=cmd_binlog_ship)
+    oplog_ship = sub.add_parser("oplog-ship", help="archive the oplog from the last shipped entry on (MongoDB replica sets)")
+    oplog_ship.add_argument("--follow", action="store_true", help="keep running: a pass every --poll seconds")
+    oplog_ship.add_argument("--poll", type=float, default=10.0, help="seconds between passes with --follow")
+    oplog_ship.add_argument("--now", action="store_true", help="store what is pending now, whatever the interval and size")
+    oplog_ship.set_defaults(run=cmd_oplog_ship)
     backup = sub.add_parser("backup", help="take a full backup now")
     backup.add_argument("--method")
     backup.add_argument("--label", action="append", help="key=value, repeatable")

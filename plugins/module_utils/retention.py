@@ -147,7 +147,7 @@ def min_window_bases(repo, cluster, archives, manifests, cutoff, now):
         for manifest in manifests:
             if manifest.get("engine") != engine:
                 continue
-            start_at = module.position(manifest)
+            start_at = module.position(manifest, index) if getattr(module, "POSITION_NEEDS_INDEX", False) else module.position(manifest)
             reach = reaches[engine].get(start_at[0], {}).get(start_at[1]) if start_at else None
             start = parse_time(manifest["end_time"])
             if reach is not None and reach > start:
