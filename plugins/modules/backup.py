@@ -79,6 +79,15 @@ description:
     object and removed from the server's backup path; otherwise it stays on the server's disk and the manifest says so.
     S3 backend: the data stays in Weaviate's bucket and the repository holds the manifest only; retention does not
     delete it from the bucket. O(connection.token) goes as C(Authorization: Bearer). No compression."
+  - "MongoDB (B(experimental): never run against a real MongoDB or its tools; tested against a fake C(mongosh), C(mongodump)
+    and C(mongorestore) built from MongoDB's manual and the Database Tools' archive specification): a replica set member;
+    a mongos or a member of a sharded cluster (shard or config server) is refused, and so is a standalone mongod for
+    O(method=dump). O(method=dump) streams C(mongodump --oplog --archive) into the repository (no staging copy) and records
+    the oplog timestamp of the point the dump is consistent at (the last oplog entry in the archive, read as it streams)
+    as C(positions.oplog_ts). The password reaches the tools in a temporary 0600 file given with C(--config) (MongoDB
+    Database Tools 100.3.0 or newer), removed afterwards, never on a command line. O(method=datafile) streams a tar of
+    the server's C(dbPath) while the server is held by C(fsyncLock) (released once, on every path), so the module must run
+    on the mongod host; the user needs the roles C(hostManager) and C(clusterMonitor)."
   - "O(method=volume-snapshot) (every engine): the volumes are snapshotted by the provider
     O(snapshot.provider) while the database is held at a consistent point, and released as soon as the snapshots' point in
     time is fixed (before a cloud has finished copying them), and on every failure path. PostgreSQL runs in backup mode
@@ -158,6 +167,7 @@ requirements:
   - "MySQL: Percona C(xtrabackup) of the server's version or newer and the C(mysql) client"
   - "Redis: C(redis-cli) (Debian package redis-tools)"
   - "Prometheus: C(tar)"
+  - "MongoDB: C(mongosh); C(mongodump) of MongoDB Database Tools 100.3.0 or newer (package mongodb-database-tools) for O(method=dump)"
   - "Nebula Graph (O(method=nebula-br)): C(br) and C(nebula-console) release binaries of the cluster's version, a nebula-agent on every cluster host"
   - "Weaviate: C(tar) (O(backend=filesystem) streamed into the repository)"
 seealso:

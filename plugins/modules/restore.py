@@ -70,6 +70,14 @@ description:
     and storage services through its agents and replaces the data of every graph space, so O(force=true) is required; the
     target needs the topology of the backed-up cluster. The BR backup's files must still be in the bucket (checked first).
     BR takes the S3 secret key only on its command line (visible in the process list while it runs)."
+  - "MongoDB (B(experimental): never run against a real MongoDB or its tools): a O(method=dump) backup restores through the
+    server O(connection) names (no O(data_dir)) with C(mongorestore --archive --oplogReplay) fed from the repository, so the
+    data is consistent at the backup's oplog point. A server that already holds user databases is refused unless
+    O(force=true) (then C(--drop) replaces the restored collections); O(collections) takes C(db.collection) patterns
+    (C(--nsInclude); the oplog replay, which covers every collection, is then left out). For O(restore_time) the newest dump
+    before it is restored, then the archived oplog after the dump's point and before O(restore_time) is applied with
+    C(mongorestore --oplogReplay --oplogLimit). A O(method=datafile) backup is extracted into O(data_dir) (mongod stopped; a
+    directory a running mongod uses is refused), without the source's C(mongod.lock), owned by O(owner) (default C(mongodb))."
   - "A volume-snapshot backup restores from its snapshot (O(source)): C(btrfs) makes a writable subvolume at O(data_dir) on the
     snapshot's file system, C(lvm) a new logical volume mounted at O(data_dir); the engine then finishes the data directory
     (PostgreSQL - the manifest's C(backup_label), the WAL from the backup's start to its stop, and for O(restore_time) the
@@ -172,6 +180,7 @@ requirements:
   - "MySQL: C(xbstream) and C(xtrabackup); for a point in time also C(mysqld), C(mysql) and C(mysqlbinlog)"
   - "Redis: C(redis-server) and C(redis-cli) to start and check the restored server"
   - "Prometheus: C(tar); C(prometheus) to start the restored server"
+  - "MongoDB: C(mongosh) and C(mongorestore) of MongoDB Database Tools 100.3.0 or newer (package mongodb-database-tools) for a dump"
   - "Nebula Graph (O(method=nebula-br)): C(br) and C(nebula-console), a nebula-agent on every cluster host"
   - "Weaviate: C(tar), for a backup held in the repository"
   - "Nebula Graph (O(method=nebula-br)): C(br) and C(nebula-console), a nebula-agent on every cluster host"
