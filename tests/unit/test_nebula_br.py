@@ -131,6 +131,7 @@ def test_backup_runs_br_into_the_repository_prefix_and_records_it(fakes, s3spec)
     backup_keys = keys(s3spec, "%s/backups/%s/" % (CLUSTER, manifest["backup_id"]))
     assert any(k.endswith("/manifest.json") for k in backup_keys)
     assert manifest["engine_version"] == "3.6.0" and manifest["consistency"] == "application"
+    assert result["backup"]["positions"] == {"br_backup": info["name"], "spaces": ["basketballplayer", "docs"]}
     assert s3spec["secret_key"] not in json.dumps(result, default=str)
 
 

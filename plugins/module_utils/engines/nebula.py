@@ -715,6 +715,7 @@ def run_backup(request, ctx):
         "end_time": utcnow(),
         "engine_version": server["version"],
         "server": conn.target(),
+        "positions": {"br_backup": name, "spaces": record["spaces"]},
         "nebula_br": {"name": name, "storage": target.uri, "meta": server["meta"], "spaces": record["spaces"], "all_spaces": not wanted,
                       "files": len(files), "size": record["size"], "storage_hosts": server["storage_hosts"]},
     }
