@@ -14,6 +14,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import contextlib
 import importlib.util
 import os
 import shutil
@@ -93,9 +94,10 @@ def milvus_lite_available():
     return importlib.util.find_spec("milvus_lite") is not None and importlib.util.find_spec("pymilvus") is not None
 
 
-@pytest.fixture
-def milvus_server():
-    """A running milvus-lite server (``.uri``, ``.port``, ``.connection``), stopped and removed afterwards."""
+@contextlib.contextmanager
+def running():
+    """A running milvus-lite server (``.uri``, ``.port``, ``.connection``), stopped and removed afterwards; the test is skipped
+    when milvus_lite is not importable.  A test module makes it a fixture: ``with running() as server: yield server``."""
     if not milvus_lite_available():
         pytest.skip("milvus_lite (and pymilvus) are not importable: pip install milvus-lite pymilvus to run the Milvus tests")
     base_dir = tempfile.mkdtemp(prefix="milvus-lite-")

@@ -22,7 +22,7 @@ import struct
 
 import pytest
 
-from harness.milvusserver import milvus_server  # noqa: F401  pylint: disable=unused-import
+from harness.milvusserver import running
 
 from ansible_collections.dataprotection.databases.plugins.module_utils.backup import BackupRequest, run_backup
 from ansible_collections.dataprotection.databases.plugins.module_utils.engines import milvus_native
@@ -36,6 +36,12 @@ pymilvus = pytest.importorskip("pymilvus", reason="pymilvus is not installed: pi
 DIM = 8
 ROWS = 1300
 BATCH = 250
+
+
+@pytest.fixture
+def milvus_server():
+    with running() as server:
+        yield server
 
 
 @pytest.fixture
@@ -196,7 +202,12 @@ def test_export_drop_restore_same_rows_and_searches(spec, milvus_server):
         assert other == row
     assert all_rows(client, "plain", "key") == before_plain
     assert partition_keys(client, "docs", "recent", "id") == before_recent
-    assert searches(client, queries) == before_search
+    # Same ids in the same order; the distances agree to float32 rounding (milvus-lite's float32 arithmetic may sum in another
+    # order over another segment layout: a few units in the last place), and the vectors themselves are bit-identical (above).
+    after_search = searches(client, queries)
+    assert [[hit[0] for hit in hits] for hits in after_search] == [[hit[0] for hit in hits] for hits in before_search]
+    for hits, old in zip(after_search, before_search):
+        assert all(abs(h[1] - o[1]) <= 1e-6 * max(1.0, abs(o[1])) for h, o in zip(hits, old))
     description = client.describe_collection("docs")
     assert description["enable_dynamic_field"] and not description["auto_id"]
     assert sorted(client.list_partitions("docs")) == ["_default", "recent"]
