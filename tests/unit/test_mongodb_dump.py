@@ -413,3 +413,55 @@ def test_datafile_restore_into_data_dir(server, spec, tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="is in use"):
         run_restore(spec, restore_request(server, backup_id, target=str(target), owner=ME, force=True))
     assert (target / "collection-0-1.wt").exists()
+
+
+# Point-in-time restore: a dump, then the archived oplog replayed up to restore_time ------------------------------
+
+
+def oplog_raw(record):
+    doc = {"ts": bson.Timestamp(record["ts"]["t"], record["ts"]["i"]), "op": record["op"], "ns": record["ns"], "o": record["o"]}
+    if "o2" in record:
+        doc["o2"] = record["o2"]
+    doc["wall"] = datetime.datetime.fromtimestamp(record["wall"] / 1000.0, datetime.timezone.utc)
+    return bson.encode(doc)
+
+
+def test_point_in_time_restore_replays_the_oplog_up_to_the_time(server, spec, monkeypatch):
+    from ansible_collections.dataprotection.databases.plugins.module_utils.engines import oplog
+    from ansible_collections.dataprotection.databases.plugins.module_utils.repoconfig import open_repository
+
+    now = int(datetime.datetime.now(datetime.timezone.utc).timestamp())
+    base_entry = entry(1, "i", "shop.customers", {"_id": "c1", "name": "Ada"}, t=now - 70)
+    base_entry["wall"] = (now - 70) * 1000
+    server.update(oplog=[base_entry])
+    # The base ended a minute ago (its end_time is before the writes below).
+    with monkeypatch.context() as patch:
+        patch.setattr(mongodb, "utcnow", lambda: datetime.datetime.fromtimestamp(now - 60, datetime.timezone.utc))
+        backup_id = run_backup(spec, dump_request(server))["backup"]["backup_id"]
+    # Two writes after the backup, 40 and 20 seconds ago, archived as the oplog shipper would.
+    early = entry(1, "i", "shop.orders", {"_id": 10, "item": "early"}, t=now - 40)
+    early["wall"] = (now - 40) * 1000
+    late = entry(1, "u", "shop.orders", {"$set": {"item": "late"}}, o2={"_id": 10}, t=now - 20)
+    late["wall"] = (now - 20) * 1000
+    raw = b"".join(oplog_raw(e) for e in (base_entry, early, late))
+    with open_repository(spec) as repository:
+        docs = list(oplog.read_entries(io.BytesIO(raw)))
+        oplog.write_slices(repository, "orders", docs, oplog.chain_name(docs[0][1]), 0)
+    empty_target(server)
+    target_time = datetime.datetime.fromtimestamp(now - 30, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    request = restore_request(server, None, restore_time=target_time)
+    plan = run_restore(spec, request, check_mode=True)["plan"]
+    assert plan["backup_id"] == backup_id and plan["replay"]["entries"] == 1 and server.state["databases"] == {}
+    done = run_restore(spec, restore_request(server, None, restore_time=target_time))["restored"]
+    assert done["replay"]["count"] == 1 and done["replay"]["last"] == {"t": now - 40, "i": 1}
+    orders = dict((d["_id"], d) for d in server.state["databases"]["shop"]["orders"])
+    assert orders[10] == {"_id": 10, "item": "early"} and set(orders) == {1, 2, 10}
+    replay = server.runs("mongorestore")[1]
+    directory = [a for a in replay["argv"] if a.startswith("--dir=")][0][len("--dir="):]
+    assert replay["argv"][2:] == ["--oplogReplay", "--oplogLimit=%d:2" % (now - 40), "--dir=%s" % directory]
+    assert not os.path.exists(directory)
+
+
+def test_windows_start_from_dump_bases_only(server, spec):
+    manifests = [{"method": "datafile", "engine": "mongodb", "positions": {"oplog_ts": {"t": 1, "i": 1}}}]
+    assert mongodb.windows(LocalRepo({"path": spec["path"]}), "orders", manifests) == []

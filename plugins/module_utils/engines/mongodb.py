@@ -1,7 +1,31 @@
 # -*- coding: utf-8 -*-
 # Copyright: contributors to the dataprotection.databases collection
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""MongoDB: volume snapshots under fsyncLock (the one method of this version).
+"""MongoDB replica sets: dump, datafile and volume-snapshot backups, restores by id, point-in-time restores.
+
+EXPERIMENTAL, all of it.  Nothing here has run against a real mongod, mongosh, mongodump or mongorestore: none
+can run on the machines the tests run on.  The tests run against fakes built from MongoDB's manual and the
+Database Tools' documentation and archive specification (tests/unit/fixtures/mongodb).
+
+Method ``dump``
+    ``mongodump --oplog --archive`` streamed straight into the repository (no staging copy), from a replica set
+    member (a standalone has no oplog and is refused; so are mongos and shard or config server members).  The
+    archive is followed as it streams (magic number, header, collection metadata, namespace segments and EOF
+    blocks; the oplog under db "" collection "oplog") and the last oplog entry's ``ts``, the point the restored
+    data is consistent at, is recorded as ``positions.oplog_ts``.  The password reaches the tools in a 0600
+    YAML file given with ``--config`` (Database Tools 100.3.0 and newer), removed afterwards; the connection
+    string carries the user only.  A restore by id feeds the archive to ``mongorestore --archive
+    --oplogReplay`` on the server named by ``connection``; a server that already holds user data is refused
+    unless ``force`` (then ``--drop``); ``collections`` become ``--nsInclude`` patterns (without the oplog
+    replay, which covers every collection).  A point-in-time restore restores the newest dump before the
+    time, then replays the archived oplog (``oplog.py``) after its point and before the time with
+    ``mongorestore --oplogReplay --oplogLimit``.
+Method ``datafile``
+    A tar of dbPath streamed into the repository while the server is fsync-locked (the FsyncLock below, released
+    once on every path), on the mongod host.  Restored into ``data_dir`` (a running mongod's directory is
+    refused, a non-empty one without ``force``); the source's mongod.lock is not copied.
+
+The volume snapshot, the first method of the engine:
 
 EXPERIMENTAL.  This code has never run against a real MongoDB: no MongoDB
 server can run on the machines its tests run on.  It is tested against a fake
@@ -43,14 +67,15 @@ import tempfile
 from urllib.parse import quote
 
 from ansible_collections.dataprotection.databases.plugins.module_utils import hostfiles, tools
+from ansible_collections.dataprotection.databases.plugins.module_utils.engines import oplog
 from ansible_collections.dataprotection.databases.plugins.module_utils.errors import ConfigError, DataProtectionError, EngineError, ToolError
 from ansible_collections.dataprotection.databases.plugins.module_utils.manifest import object_key
 from ansible_collections.dataprotection.databases.plugins.module_utils.quiesce import Quiesce
 from ansible_collections.dataprotection.databases.plugins.module_utils.timeutil import utcnow
 from ansible_collections.dataprotection.databases.plugins.module_utils.transfer import copy_object_to
 
-METHODS = ("dump", "datafile", "volume-snapshot")
-LOG_ARCHIVE = None  # the oplog archive module, once it exists
+METHODS = ("dump", "datafile", "volume-snapshot", "oplog-archive")
+LOG_ARCHIVE = oplog
 ENGINE = "mongodb"
 BIN_DIRS = ("/opt/mongosh*/bin", "/usr/local/mongosh/bin")
 DEFAULT_DB_PATH = "/data/db"  # mongod's dbPath when neither the command line nor the configuration file sets one (Linux)
@@ -889,6 +914,11 @@ def explain_tool(conn, what, exc):
     return EngineError("%s against %s failed: %s" % (what, conn.target(), getattr(exc, "message", text)))
 
 
+def _version_tuple(text):
+    match = re.match(r"(\d+)\.(\d+)", text or "")
+    return (int(match.group(1)), int(match.group(2))) if match else (0, 0)
+
+
 def _major(version):
     return ".".join((version or "").split(".")[:2])
 
@@ -906,6 +936,8 @@ def plan_dump(request):
         )
     mongodump = tools_path(conn, "mongodump")
     warnings = []
+    if _version_tuple(status.get("version")) < (4, 2):
+        warnings.append("MongoDB %s is older than 4.2, the oldest release MongoDB Database Tools 100.x are documented for" % status.get("version"))
     connection_status = replies.get("connectionStatus") or {}
     if not (_get(connection_status, "authInfo", "authenticatedUsers") or []):
         warnings.append("no user is authenticated on %s: the dump reads what an unauthenticated client may read" % conn.target())
@@ -1193,3 +1225,24 @@ def restore(repository, manifest, request, logs=None):
     if manifest.get("method") == "datafile":
         return restore_datafile(repository, manifest, request, logs)
     raise ConfigError("backup %s of method %s is not restored this way" % (manifest["backup_id"], manifest.get("method")))
+
+
+# Oplog archive and point-in-time restore ------------------------------------------
+# The archive itself is oplog.py's; a point-in-time restore starts from a dump (restored through the server, then the
+# archived oplog replayed by mongorestore), so only dump backups are bases here.
+
+
+def _dump_bases(manifests):
+    return [m for m in manifests if m.get("method") == "dump"]
+
+
+def windows(repo, cluster, manifests, index=None):
+    return oplog.windows(repo, cluster, _dump_bases(manifests), index)
+
+
+def plan_pitr(repo, cluster, manifests, target):
+    return oplog.plan_pitr(repo, cluster, _dump_bases(manifests), target)
+
+
+def log_backup(repository, request, state, check_mode=False):
+    return oplog.log_backup(repository, request, state, check_mode=check_mode)
