@@ -269,8 +269,8 @@ def _wanted(requested, available, where):
     requested = list(dict.fromkeys(requested))
     missing = [c for c in requested if c not in available]
     if missing:
-        raise ConfigError("the Qdrant collection%s %s do%s not exist %s" % ("s" if len(missing) > 1 else "", ", ".join(missing),
-                                                                           "" if len(missing) > 1 else "es", where),
+        several = len(missing) > 1
+        raise ConfigError("the Qdrant collection%s %s do%s not exist %s" % ("s" if several else "", ", ".join(missing), "" if several else "es", where),
                           hint="Collections there: %s" % (", ".join(available) or "none"))
     return requested
 
