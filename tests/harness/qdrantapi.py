@@ -35,6 +35,10 @@ engine makes with the reply shapes documented there:
   takes a ``location`` naming one of this server's snapshots
   (``file:///qdrant/snapshots/{collection}/{snapshot}``).
 
+In a cluster, ``members`` lists the fakes of every peer (each holding its local
+shard of a collection): the collection info's ``points_count`` counts them
+all, as Qdrant's does (it sums the info of every shard, remote ones too).
+
 Faults for the tests (``fault``): ``corrupt_download`` (the bytes served are
 not the ones the checksum describes), ``truncate_download`` (the connection
 drops halfway), ``no_checksum`` (descriptions without a checksum, as older
@@ -75,6 +79,7 @@ class FakeQdrant(object):
         self.snapshots = {}
         self.calls = []
         self.fault = None
+        self.members = [self]
         self.lock = threading.Lock()
         fake = self
 
@@ -117,6 +122,10 @@ class FakeQdrant(object):
 
     def points(self, name):
         return sorted((copy.deepcopy(p) for p in self.collections[name]["points"].values()), key=lambda p: str(p["id"]))
+
+    def points_count(self, name):
+        """What the collection info reports: the points of every shard of the cluster (each member holds its local shard)."""
+        return sum(len(m.collections[name]["points"]) for m in self.members if name in m.collections)
 
     def snapshot_names(self, name=None):
         return sorted((c, s) for c, snaps in self.snapshots.items() for s in snaps if name is None or c == name)
@@ -217,7 +226,7 @@ class FakeQdrant(object):
         if not rest and method == "GET":
             return self._ok(handler, {
                 "status": "green", "optimizer_status": "ok", "segments_count": 2, "indexed_vectors_count": 0,
-                "points_count": len(collection["points"]), "config": copy.deepcopy(collection["config"]), "payload_schema": {},
+                "points_count": self.points_count(name), "config": copy.deepcopy(collection["config"]), "payload_schema": {},
             }, started)
         if not rest and method == "DELETE":
             del self.collections[name]

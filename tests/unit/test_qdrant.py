@@ -308,10 +308,23 @@ def test_a_checksum_mismatch_on_upload_names_the_server_error(fake, spec, monkey
     assert [c[2]["checksum"] for c in fake.calls if c[1].endswith("/upload")] == [manifest["objects"][0]["sha256"]]
 
 
-def _tampered(make):
+def test_a_failed_upload_names_what_was_restored_before_it(fake, spec, monkeypatch):
+    manifest = run_backup(spec, backup_request(conn(fake)))["manifest"]
+    del fake.collections["docs"], fake.collections["images"]
+    monkeypatch.setattr(qdrant, "_multipart", _tampered(qdrant._multipart, only="images-"))  # pylint: disable=protected-access
+    with pytest.raises(EngineError) as caught:
+        run_restore(spec, restore_request(conn(fake), manifest["backup_id"]))
+    assert "POST /collections/images/snapshots/upload failed (HTTP 400): Checksum mismatch" in caught.value.message
+    assert caught.value.hint == "Already restored before the failure: docs on %s." % fake.url
+    assert sorted(fake.collections) == ["docs"]
+
+
+def _tampered(make, only=""):
     """Wrap the multipart body so that one byte of the snapshot differs from what the repository holds."""
     def tampered(source, size, filename):
         content_type, length, body = make(source, size, filename)
+        if not filename.startswith(only):
+            return content_type, length, body
 
         def flipped():
             for index, chunk in enumerate(body):
@@ -330,6 +343,7 @@ def cluster():
     for index, node in enumerate(nodes):
         # Each node holds its local shard of the collection: different points on each.
         node.create_collection("docs", points=[dict(p, id=100 * index + p["id"]) for p in points("node%d" % index, 5 + index)])
+        node.members = nodes
     yield nodes
     for node in nodes:
         node.stop()
@@ -350,7 +364,8 @@ def test_a_cluster_is_snapshotted_and_restored_on_every_node(cluster, spec):
     urls = [node.url for node in cluster]
     result = run_backup(spec, backup_request({"token": KEY}, nodes=urls))
     info = result["manifest"]["qdrant"]
-    assert [(s["node"], s["node_index"], s["points_count"]) for s in info["snapshots"]] == [(urls[0], 0, 5), (urls[1], 1, 6), (urls[2], 2, 7)]
+    assert [(s["node"], s["node_index"], s["points_count"]) for s in info["snapshots"]] == [(urls[0], 0, 18), (urls[1], 1, 18), (urls[2], 2, 18)]
+    assert result["manifest"]["positions"]["points"] == {"docs": 18}
     assert [n["peer_id"] for n in info["nodes"]] == [11, 22, 33]
     for node in cluster:
         assert [c[:2] for c in node.calls if c[0] != "GET"] == [
@@ -369,7 +384,7 @@ def test_a_cluster_is_snapshotted_and_restored_on_every_node(cluster, spec):
         standalone.stop()
     restored = run_restore(spec, restore_request({"token": KEY}, result["backup"]["backup_id"], nodes=urls))
     assert [node.points("docs") for node in cluster] == before
-    assert restored["restored"]["points"] == {"docs": {urls[0]: 5, urls[1]: 6, urls[2]: 7}}
+    assert restored["restored"]["points"] == {"docs": {urls[0]: 18, urls[1]: 18, urls[2]: 18}}
     for node, snap in zip(cluster, info["snapshots"]):
         uploads = [c for c in node.calls if c[0] == "POST" and c[1].endswith("/upload")]
         assert uploads == [("POST", "/collections/docs/snapshots/upload", {"wait": "true", "priority": "snapshot", "checksum": snap["checksum"]})]

@@ -57,7 +57,7 @@ import uuid
 
 from ansible_collections.dataprotection.databases.plugins.module_utils import tools
 from ansible_collections.dataprotection.databases.plugins.module_utils.engines import volume
-from ansible_collections.dataprotection.databases.plugins.module_utils.errors import ConfigError, EngineError, IntegrityError
+from ansible_collections.dataprotection.databases.plugins.module_utils.errors import ConfigError, DataProtectionError, EngineError, IntegrityError
 from ansible_collections.dataprotection.databases.plugins.module_utils.manifest import object_key
 from ansible_collections.dataprotection.databases.plugins.module_utils.timeutil import utcnow
 from ansible_collections.dataprotection.databases.plugins.module_utils.transfer import ObjectSource
@@ -403,7 +403,8 @@ def run_backup(request, ctx):
         "positions": {
             "collections": len(plan["collections"]),
             "nodes": len(nodes),
-            "points": dict((c, sum(t["points_count"] or 0 for t in taken if t["collection"] == c)) for c in plan["collections"]),
+            # The collection info counts the points of every shard, remote ones included: the first node's count is the collection's.
+            "points": dict((t["collection"], t["points_count"]) for t in taken if t["node_index"] == 0),
         },
     }
     if left:
@@ -531,7 +532,13 @@ def restore(repository, manifest, request, logs=None):
     done = []
     for item in plan["uploads"]:
         node = nodes[item["node_index"]]
-        size = upload(repository, manifest, node, item, timeout)
+        try:
+            size = upload(repository, manifest, node, item, timeout)
+        except DataProtectionError as exc:
+            if done:
+                restored = ", ".join("%s on %s" % (d["collection"], d["node"]) for d in done)
+                exc.hint = ("%s Already restored before the failure: %s." % (exc.hint or "", restored)).strip()
+            raise
         done.append({"collection": item["collection"], "node": node.name, "snapshot": item["snapshot"], "bytes": size})
     mismatched = []
     points = {}
