@@ -37,7 +37,7 @@ and Weaviate's backup documentation, REST ``/v1/backups``):
 ``fail_backup`` (a message) makes the next backup end FAILED, ``stall`` keeps
 backups and restores in TRANSFERRING.  ``requests`` records every call
 (method, path, JSON body).  Run as a program it serves until killed
-(``--port``, ``--backups-path``, ``--modules``, ``--token``, ``--pid-file``).
+(``--port``, ``--backups-path``, ``--modules``, ``--token``, ``--pid-file``, ``--port-file``).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -367,11 +367,16 @@ def main(argv=None):
     parser.add_argument("--modules", default="backup-filesystem", help="comma-separated enabled modules")
     parser.add_argument("--token", action="append", default=[], help="an allowed API key (repeatable)")
     parser.add_argument("--pid-file")
+    parser.add_argument("--port-file", help="write the port listened on here (with --port 0, a free one)")
     args = parser.parse_args(argv)
     fake = FakeWeaviate(args.backups_path, [m for m in args.modules.split(",") if m], tokens=args.token, port=args.port)
     if args.pid_file:
         with open(args.pid_file, "w") as handle:
             handle.write("%d\n" % os.getpid())
+    if args.port_file:
+        with open(args.port_file + ".tmp", "w") as handle:
+            handle.write("%d\n" % fake.port)
+        os.rename(args.port_file + ".tmp", args.port_file)
     try:
         fake.server.serve_forever()
     except KeyboardInterrupt:
