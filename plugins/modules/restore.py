@@ -45,7 +45,7 @@ description:
     Prometheus is started as O(owner) on 127.0.0.1:O(port) with a minimal configuration (no scrape jobs) and that
     retention, from a directory C(.dp-prometheus-<port>-*) next to O(data_dir), and the module waits until C(/-/ready)
     answers; stop it by the returned pid."
-  - "Qdrant (O(method=qdrant-snapshot) backups, B(experimental): never run against a real Qdrant): restores through the
+  - "Qdrant (C(qdrant-snapshot) backups, B(experimental): never run against a real Qdrant): restores through the
     API of the server O(connection) names (no O(data_dir)), or of the nodes O(nodes) lists - as many as the backup has,
     in the backup's node order, each getting its own node's snapshots. Each snapshot is streamed from the repository as a
     multipart upload to C(POST /collections/{name}/snapshots/upload?priority=snapshot&checksum=<sha256>) (Qdrant checks
