@@ -106,7 +106,6 @@ def cmd_binlog_ship(args, config):
 
 
 def cmd_oplog_ship(args, config):
-    import fcntl  # pylint: disable=import-outside-toplevel
     import time  # pylint: disable=import-outside-toplevel
 
     from ansible_collections.dataprotection.databases.plugins.module_utils.engines import mongodb, oplog  # pylint: disable=import-outside-toplevel
@@ -116,12 +115,10 @@ def cmd_oplog_ship(args, config):
         sys.stderr.write("dataprotection oplog-ship: cluster %s is a %s cluster\n" % (config["cluster"], config["engine"]))
         return EXIT_CONFIG
     conn = mongodb.Connection(config.get("connection"))
-    # One shipper per cluster on this host: a cron pass that overlaps the previous one, or a second --follow, waits.
-    lock = open(args.config + ".lock", "a")
-    fcntl.flock(lock, fcntl.LOCK_EX)
     status = EXIT_OK
     while True:
-        with open_repository(config["repo"]) as repository:
+        # One pass at a time per cluster on this host: a cron pass that overlaps the previous one waits for it.
+        with oplog.ShippingLock(args.config), open_repository(config["repo"]) as repository:
             result = oplog.ship(
                 repository, config["cluster"], conn,
                 interval=int(config.get("rotate_interval") or 300),

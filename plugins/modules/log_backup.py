@@ -10,7 +10,7 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 ---
 module: log_backup
-short_description: Enable, disable or sync continuous log backups (PostgreSQL WAL, MySQL/MariaDB binary logs)
+short_description: Enable, disable or sync continuous log backups (PostgreSQL WAL, MySQL/MariaDB binary logs, MongoDB oplog)
 version_added: 1.0.0
 description:
   - Manages the continuous shipping of a database's logs into the repository, the basis of point-in-time restore.
@@ -37,6 +37,17 @@ description:
     call is in the repository when it returns. O(state=disabled) removes the configuration and the scheduler's file.
     A restored server numbers its binary logs from the start again; enabling it under the cluster it was restored from
     is refused until the numbering continues after the archive's (C(RESET MASTER TO <n>)) or it gets its own cluster."
+  - "MongoDB, method V(oplog-archive), B(experimental) (never run against a real MongoDB; tested against fakes of
+    C(mongosh) and C(mongodump) and real-shaped oplog entries): continuous archiving of a replica set member's
+    oplog. A standalone mongod (no oplog), a mongos and a shard or config server member are refused and nothing is
+    written. O(state=enabled) writes the cluster's host-command configuration (mode 0600, holding the connection and
+    its password) and what runs C(dataprotection oplog-ship) (O(scheduler)), as the user running the module. Each pass
+    reads C(local.oplog.rs) with C(mongodump) from the last archived entry on (the password in a 0600 C(--config)
+    file, never on a command line) and stores slices of at most O(rotate_size_mb), the last one once its oldest entry is
+    O(rotate_interval) seconds old. When the oplog rolled over past the last archived entry, a new chain starts: the
+    recoverable windows show the break, and the host command says so on stderr and exits 5.
+    O(state=synced) ships everything now and returns RV(synced_oplog_ts) (and C(gap) when a break was found);
+    O(state=disabled) removes the configuration and the scheduler's file."
 author:
   - dataprotection.databases maintainers (@dataprotection-databases)
 extends_documentation_fragment:
@@ -59,7 +70,9 @@ options:
     required: true
     choices: [postgresql, mysql, mongodb, redis, prometheus, nebula, milvus, qdrant, weaviate]
   method:
-    description: The log method; the engine's log method of the support matrix when omitted (V(wal-archive) for PostgreSQL, V(binlog-archive) for MySQL).
+    description:
+      - The log method; the engine's log method of the support matrix when omitted (V(wal-archive) for PostgreSQL,
+        V(binlog-archive) for MySQL, V(oplog-archive) for MongoDB).
     type: str
   state:
     description: V(enabled), V(disabled), or V(synced) (ship everything up to now and wait for it).
@@ -95,11 +108,13 @@ options:
   rotate_interval:
     description:
       - "MySQL/MariaDB: seconds after which an active binary log holding a transaction is rotated and archived."
+      - "MongoDB: seconds after which the oplog entries not yet archived are stored as a slice."
       - It bounds how far the repository may be behind the server.
     type: int
     default: 300
   rotate_size_mb:
-    description: "MySQL/MariaDB: size in MiB at which the active binary log is rotated and archived, whatever its age."
+    description: "MySQL/MariaDB: size in MiB at which the active binary log is rotated and archived, whatever its age.
+      MongoDB: the largest size in MiB of an oplog slice."
     type: int
     default: 256
   scheduler:
@@ -108,6 +123,8 @@ options:
         running C(binlog-ship --follow) as the binary logs' owner; V(cron) writes C(/etc/cron.d/dataprotection-binlog-<cluster>)
         running one pass a minute; V(none) writes neither (run RV(ship_command) under your own supervisor).
         V(auto) picks V(systemd) on a host booted with systemd, else V(cron) when cron is installed, else fails."
+      - "MongoDB: the same with C(dataprotection-oplog-<cluster>.service) (C(oplog-ship --follow)) and
+        C(/etc/cron.d/dataprotection-oplog-<cluster>), run as the user running the module."
     type: str
     choices: [auto, systemd, cron, none]
     default: auto
@@ -118,6 +135,8 @@ requirements:
   - "The host command (C(dataprotection.databases.agent) role) on the database host"
   - "PostgreSQL: a superuser connection (C(ALTER SYSTEM)), C(pg_waldump) of the server's version"
   - "MySQL/MariaDB: the binary logs readable on this host, and the C(mariadb) or C(mysql) client"
+  - "MongoDB: a replica set member, C(mongosh) and C(mongodump) (package C(mongodb-database-tools)) on this host, a user with the
+    C(backup) role"
 seealso:
   - module: dataprotection.databases.restore
   - module: dataprotection.databases.backup_info
@@ -167,6 +186,22 @@ EXAMPLES = r"""
       password: "{{ vault_mysql_backup_password }}"
     rotate_interval: 300
     scheduler: systemd
+
+- name: Archive the oplog of a MongoDB replica set member (experimental), a slice a minute, shipped by cron
+  dataprotection.databases.log_backup:
+    repo:
+      type: local
+      path: /var/backups/dataprotection
+    cluster: catalog-db
+    engine: mongodb
+    method: oplog-archive
+    connection:
+      host: 127.0.0.1
+      port: 27017
+      user: backup
+      password: "{{ vault_mongodb_backup_password }}"
+    rotate_interval: 60
+    scheduler: cron
 """
 
 RETURN = r"""
@@ -204,17 +239,21 @@ synced_binlog:
   returned: MySQL, when O(state=synced)
   type: str
 shipped:
-  description: With O(state=synced), the binary logs this run archived.
-  returned: MySQL, when O(state=synced)
+  description: With O(state=synced), the binary logs or oplog slices this run archived.
+  returned: MySQL and MongoDB, when O(state=synced)
   type: list
   elements: str
+synced_oplog_ts:
+  description: With O(state=synced), the timestamp (C(t), C(i)) of the last oplog entry now in the repository.
+  returned: MongoDB, when O(state=synced)
+  type: dict
 scheduler:
-  description: The scheduler that runs the binary log shipping.
-  returned: MySQL, when O(state=enabled)
+  description: The scheduler that runs the binary log or oplog shipping.
+  returned: MySQL and MongoDB, when O(state=enabled)
   type: str
 ship_command:
   description: The shipping command the scheduler runs.
-  returned: MySQL, when O(state=enabled)
+  returned: MySQL and MongoDB, when O(state=enabled)
   type: str
   sample: /usr/local/bin/dataprotection --config /etc/dataprotection/shop-db.json binlog-ship --follow
 windows:

@@ -335,7 +335,9 @@ def test_windows_and_positions(archived):
     chain_a, chain_b = "%d_1" % ts_of(0)[0], "%d_1" % ts_of(40)[0]
     assert oplog.position(B1, index) == (chain_a, 0) and oplog.position(B2, index) == (chain_a, 1)
     assert oplog.position(LOST, index) is None and oplog.position(B3, index) == (chain_b, 0)
-    assert oplog.windows(archived.repo, "catalog", BASES + [dict(B1, engine="mysql", backup_id="x")]) == [
+    # Only dumps are bases of a point-in-time restore; another engine's backups are not either.
+    others = [dict(B1, engine="mysql", backup_id="x"), dict(B2, method="volume-snapshot", backup_id="y", end_time=format_time(wall_of(1)))]
+    assert oplog.windows(archived.repo, "catalog", BASES + others) == [
         {"start": format_time(wall_of(4)), "end": format_time(wall_of(29)), "base_backups": [B2["backup_id"], B1["backup_id"]]},
         {"start": format_time(wall_of(45)), "end": format_time(wall_of(59)), "base_backups": [B3["backup_id"]]},
     ]
@@ -539,6 +541,19 @@ def test_log_backup_enabled_writes_the_config_and_the_cron_line_and_the_host_com
     assert synced["shipped"] and synced["synced_oplog_ts"] == {"t": ts_of(21)[0], "i": 1}
     gone = oplog.log_backup(repository, request, "disabled")
     assert gone["changed"] and not os.path.exists(config_path) and not (tmp_path / "cron.d" / "dataprotection-oplog-catalog").exists()
+    assert not os.path.exists(config_path + ".lock")
+
+
+def test_one_shipping_pass_at_a_time(tmp_path):
+    import fcntl  # pylint: disable=import-outside-toplevel
+
+    config_path = str(tmp_path / "etc" / "catalog.json")
+    with oplog.ShippingLock(config_path):
+        with open(config_path + ".lock", "a") as other:
+            with pytest.raises(OSError):
+                fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    with open(config_path + ".lock", "a") as other:
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
 def test_log_backup_systemd_unit(repository, server, tmp_path):
@@ -547,3 +562,31 @@ def test_log_backup_systemd_unit(repository, server, tmp_path):
     unit = (tmp_path / "units" / "dataprotection-oplog-catalog.service").read_text()
     assert "ExecStart=%s --config %s oplog-ship --follow" % (request.options["agent_command"], result["config_path"]) in unit
     assert result["ship_command"].endswith("oplog-ship --follow")
+
+
+def test_the_log_backup_module_through_ansible_playbook(made_repository, server, tmp_path, monkeypatch, capsys):
+    """The module end to end: check mode, enabled (config and cron line), the host command's pass, a standalone refused."""
+    from harness.playbook import run_tasks  # pylint: disable=import-outside-toplevel
+
+    spec, repository = made_repository
+    server.append(0, 5)
+    args = dict(repo=spec, cluster="catalog", engine="mongodb", method="oplog-archive", connection=server.connection, scheduler="cron",
+                scheduler_dir=str(tmp_path / "cron.d"), config_dir=str(tmp_path / "etc"), agent_command=os.path.join(server.bin_dir, "mongosh"),
+                rotate_interval=60)
+    task = {"name": "Archive the oplog", "dataprotection.databases.log_backup": args, "register": "enabled"}
+    planned = run_tasks([dict(task, register="planned")], check=True).results["planned"]
+    assert not planned.get("failed"), planned
+    assert planned["changed"] and planned["plan"]["write_config"] and not (tmp_path / "etc").exists()
+    done = run_tasks([task]).results["enabled"]
+    assert not done.get("failed"), done
+    assert done["changed"] and done["scheduler"] == "cron" and done["windows"] == []
+    assert PASSWORD not in json.dumps(done)
+    cron = (tmp_path / "cron.d" / "dataprotection-oplog-catalog").read_text()
+    assert cron.endswith("%s --config %s oplog-ship >/dev/null 2>&1\n" % (args["agent_command"], done["config_path"]))
+    assert cli.main(["--config", done["config_path"], "oplog-ship"]) == cli.EXIT_OK
+    assert json.loads(capsys.readouterr().out)["shipped"]
+    assert names(oplog.load(repository.repo, "catalog")) == {"%d_1" % ts_of(0)[0]: [(ts_of(0), ts_of(5))]}
+    monkeypatch.setenv("FAKE_MONGOSH_MODE", "standalone")
+    refused = run_tasks([dict(task, register="refused", **{"dataprotection.databases.log_backup": dict(args, cluster="other")})]).results["refused"]
+    assert refused["failed"] and "standalone mongod: it has no oplog to archive" in refused["msg"]
+    assert not (tmp_path / "etc" / "other.json").exists() and list(repository.repo.list("other/")) == []

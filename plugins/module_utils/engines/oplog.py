@@ -64,6 +64,9 @@ METHOD = "oplog-archive"
 KIND = "oplog"
 # retention passes the index to position(): where a base's chain starts is found among the slices.
 POSITION_NEEDS_INDEX = True
+# The backups a point-in-time restore starts from (restored through the server, then the oplog replayed): their windows
+# are the cluster's, for backup_info, restore and retention alike.
+BASE_METHODS = ("dump",)
 TOOL_DIRS = ("/usr/local/mongodb-database-tools*/bin", "/opt/mongodb-database-tools*/bin")
 TOOL_PACKAGE = "mongodb-database-tools"
 DUMP_TIMEOUT = 3600
@@ -231,7 +234,8 @@ def load(repo, cluster):
 
 
 def _bases(manifests):
-    return [m for m in manifests if m.get("engine") == ENGINE and ts_tuple((m.get("positions") or {}).get("oplog_ts"))]
+    return [m for m in manifests if m.get("engine") == ENGINE and m.get("method") in BASE_METHODS
+            and ts_tuple((m.get("positions") or {}).get("oplog_ts"))]
 
 
 def position(manifest, index):
@@ -496,6 +500,29 @@ def _dump_error(conn, exc):
 # Shipping ------------------------------------------------------------------------
 
 
+class ShippingLock(object):
+    """One shipping pass at a time per cluster on this host (a cron pass overlapping the previous one, a second
+    ``--follow``, ``state: synced`` while the service runs): an exclusive flock on ``<config>.lock``."""
+
+    def __init__(self, config_path):
+        self.path = config_path + ".lock"
+        self.handle = None
+
+    def __enter__(self):
+        import fcntl  # pylint: disable=import-outside-toplevel
+
+        directory = os.path.dirname(self.path)
+        if directory and not os.path.isdir(directory):
+            os.makedirs(directory, 0o755)
+        self.handle = open(self.path, "a")
+        fcntl.flock(self.handle, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        self.handle.close()
+        return False
+
+
 def ship(repository, cluster, conn, interval=300, size_mb=256, force=False, compression="zstd", level=None, identity=None,
          bin_dir=None, spool_dir=None, now=None):
     """One pass: dump the oplog from the last shipped entry on, check nothing was lost, store full slices, and the rest
@@ -610,7 +637,8 @@ def log_backup(repository, request, state, check_mode=False):
 
     if state == "disabled":
         existing = [p for p in list(scheduler_files("systemd", request.cluster, "-", agent, config_path, options))
-                    + list(scheduler_files("cron", request.cluster, "-", agent, config_path, options)) + [config_path] if os.path.exists(p)]
+                    + list(scheduler_files("cron", request.cluster, "-", agent, config_path, options)) + [config_path, config_path + ".lock"]
+                    if os.path.exists(p)]
         result["changed"] = bool(existing)
         result["plan"] = {"remove": existing}
         if check_mode or not existing:
@@ -636,8 +664,9 @@ def log_backup(repository, request, state, check_mode=False):
             result["plan"] = {"ship": "every oplog entry not yet archived, now", "replica_set": server["replica_set"]}
             return result
         check_identity(repository.repo, request.cluster, ENGINE, server["identity"])
-        shipped = ship(repository, request.cluster, conn, interval=interval, size_mb=size_mb, force=True,
-                       compression=options.get("compression") or "zstd", level=options.get("compression_level"), identity=server["identity"])
+        with ShippingLock(config_path):
+            shipped = ship(repository, request.cluster, conn, interval=interval, size_mb=size_mb, force=True,
+                           compression=options.get("compression") or "zstd", level=options.get("compression_level"), identity=server["identity"])
         result.update({"changed": bool(shipped["shipped"]), "shipped": shipped["shipped"], "synced_oplog_ts": shipped["last_ts"],
                        "gap": shipped["gap"]})
         gap = shipped.get("gap") or {}
