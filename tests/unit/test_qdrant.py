@@ -388,3 +388,32 @@ def test_a_cluster_is_snapshotted_and_restored_on_every_node(cluster, spec):
     for node, snap in zip(cluster, info["snapshots"]):
         uploads = [c for c in node.calls if c[0] == "POST" and c[1].endswith("/upload")]
         assert uploads == [("POST", "/collections/docs/snapshots/upload", {"wait": "true", "priority": "snapshot", "checksum": snap["checksum"]})]
+
+
+# Through the modules ------------------------------------------------------------
+
+
+def test_the_backup_and_restore_modules_through_ansible_playbook(fake, spec):
+    """The modules end to end: check mode changes nothing, a missing collection fails clearly, backup and restore by upload."""
+    from harness.playbook import run_tasks  # pylint: disable=import-outside-toplevel
+
+    args = dict(repo=spec, cluster=CLUSTER, engine="qdrant", method="qdrant-snapshot", connection=conn(fake))
+    results = run_tasks([
+        {"name": "Plan", "dataprotection.databases.backup": args, "register": "planned", "check_mode": True},
+        {"name": "Refused", "dataprotection.databases.backup": dict(args, collections=["nope"]), "register": "refused"},
+        {"name": "Backup", "dataprotection.databases.backup": dict(args, collections=["docs"]), "register": "taken"},
+    ]).results
+    assert not results["planned"].get("failed"), results["planned"]
+    assert results["planned"]["plan"]["collections"] == ["docs", "images"]
+    assert results["refused"]["failed"] and "the Qdrant collection nope does not exist" in results["refused"]["msg"]
+    taken = results["taken"]
+    assert not taken.get("failed"), taken
+    assert taken["backup"]["method"] == "qdrant-snapshot" and taken["backup"]["positions"]["points"] == {"docs": 25}
+    assert KEY not in json.dumps(results)
+    assert [c[1] for c in fake.calls if c[0] == "POST"] == ["/collections/docs/snapshots"] and fake.snapshot_names() == []
+    before = fake.points("docs")
+    del fake.collections["docs"]
+    restore = dict(repo=spec, cluster=CLUSTER, engine="qdrant", backup_id=taken["backup"]["backup_id"], connection=conn(fake))
+    restored = run_tasks([{"name": "Restore", "dataprotection.databases.restore": restore, "register": "restored"}]).results["restored"]
+    assert not restored.get("failed"), restored
+    assert restored["restored"]["collections"] == ["docs"] and fake.points("docs") == before
