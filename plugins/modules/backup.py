@@ -88,6 +88,24 @@ description:
     Database Tools 100.3.0 or newer), removed afterwards, never on a command line. O(method=datafile) streams a tar of
     the server's C(dbPath) while the server is held by C(fsyncLock) (released once, on every path), so the module must run
     on the mongod host; the user needs the roles C(hostManager) and C(clusterMonitor)."
+  - "Milvus, O(method=milvus-export) (proven against milvus-lite's gRPC server mode, a single-process Milvus, not a distributed
+    one): through pymilvus, every collection of O(collections) (C(name) or C(database.name); by default every collection of
+    O(connection.databases), default C([default])) is flushed, its schema (fields, types and type parameters, primary key,
+    C(auto_id), nullable and default values, partition key, dynamic field, functions), indexes (C(describe_index)) and
+    partitions recorded, and its rows read partition by partition with C(query_iterator) (batches of 1000) and streamed
+    into one object per partition (C(milvus/<database>/<collection>/part-<n>.jsonl), one JSON row per line; float vectors
+    as exact JSON numbers, sparse vectors as index/value pairs). A field type the export does not handle (binary, float16,
+    bfloat16 and int8 vectors, C(GEOMETRY), C(TIMESTAMPTZ), unknown types) or a named collection that does not exist is
+    refused before anything is stored, naming the collection, field and type. The exported row count must equal the
+    collection's C(count(*)). The manifest records per collection the row count, schema, indexes and partitions; the
+    collections are each read at their own time (C(consistency: collection)). O(connection.port) is the gRPC port (19530);
+    O(connection.user)/O(connection.password) or O(connection.token) authenticate. No compression (the support matrix)."
+  - "Milvus, O(method=milvus-backup) (B(experimental): never run against the real tool; tested against a fake following its
+    documented command line): runs C(milvus-backup create -n <name>) (C(-d), C(-c) from O(collections)) and C(milvus-backup
+    get) of the upstream tool (found on PATH), with a copy of the tool's configuration file named by O(backend) whose
+    C(milvus) section is replaced by O(connection) (in a private 0600 file, removed afterwards; no password on a command
+    line). The data stays in the object storage that configuration names; the manifest records the backup name, bucket
+    and path, and the repository holds the tool's description of the backup."
   - "O(method=volume-snapshot) (every engine): the volumes are snapshotted by the provider
     O(snapshot.provider) while the database is held at a consistent point, and released as soon as the snapshots' point in
     time is fixed (before a cloud has finished copying them), and on every failure path. PostgreSQL runs in backup mode
@@ -170,6 +188,8 @@ requirements:
   - "MongoDB: C(mongosh); C(mongodump) of MongoDB Database Tools 100.3.0 or newer (package mongodb-database-tools) for O(method=dump)"
   - "Nebula Graph (O(method=nebula-br)): C(br) and C(nebula-console) release binaries of the cluster's version, a nebula-agent on every cluster host"
   - "Weaviate: C(tar) (O(backend=filesystem) streamed into the repository)"
+  - "Milvus: the Python package pymilvus 2.5 or newer (C(pymilvus>=2.5)) for O(method=milvus-export); the C(milvus-backup)
+    binary (https://github.com/zilliztech/milvus-backup/releases) for O(method=milvus-backup)"
 seealso:
   - module: dataprotection.databases.restore
   - module: dataprotection.databases.backup_info
@@ -302,6 +322,20 @@ EXAMPLES = r"""
       host: 127.0.0.1
       port: 8080
       token: "{{ weaviate_api_key }}"
+- name: Logical export of two Milvus collections (schema, indexes, partitions and rows) through pymilvus
+  dataprotection.databases.backup:
+    repo:
+      type: local
+      path: /srv/backups
+    cluster: vectors
+    engine: milvus
+    method: milvus-export
+    collections: [articles, shop.products]
+    connection:
+      host: milvus.example.com
+      port: 19530
+      user: backup
+      password: "{{ milvus_password }}"
 """
 
 RETURN = r"""
