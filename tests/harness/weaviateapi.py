@@ -35,7 +35,8 @@ and Weaviate's backup documentation, REST ``/v1/backups``):
   of an allowed key gets 401; a ``readonly`` key gets 403 for any change.
 
 ``fail_backup`` (a message) makes the next backup end FAILED, ``stall`` keeps
-backups and restores in TRANSFERRING.  ``requests`` records every call
+backups and restores in TRANSFERRING; ``reported_path`` plays a server on another
+host (the backup path it reports is not where the files are written).  ``requests`` records every call
 (method, path, JSON body).  Run as a program it serves until killed
 (``--port``, ``--backups-path``, ``--modules``, ``--token``, ``--pid-file``, ``--port-file``).
 """
@@ -63,8 +64,10 @@ class FakeWeaviate(object):
     """One Weaviate node: classes and objects in memory, backups on disk (filesystem) or in memory (s3)."""
 
     def __init__(self, backups_path=None, modules=("backup-filesystem",), tokens=None, readonly=None, host="127.0.0.1", port=0,
-                 bucket="weaviate-backups"):
+                 bucket="weaviate-backups", reported_path=None):
         self.backups_path = backups_path
+        # A server on another host: the path it reports (meta, statuses) is not where this process writes.
+        self.reported_path = reported_path or backups_path
         self.modules = list(modules)
         self.tokens = list(tokens or [])
         self.readonly = list(readonly or [])
@@ -187,7 +190,7 @@ class FakeWeaviate(object):
         modules = {}
         for name in self.modules:
             if name == "backup-filesystem":
-                modules[name] = {"backupsPath": self.backups_path}
+                modules[name] = {"backupsPath": self.reported_path}
             elif name == "backup-s3":
                 modules[name] = {"bucketName": self.bucket_name, "rootName": ""}
             else:
@@ -230,9 +233,16 @@ class FakeWeaviate(object):
     # Backups -----------------------------------------------------------------
 
     def _home(self, backend, backup_id):
+        """Where the backup is written (the filesystem backend's directory on this machine)."""
         if backend == "filesystem":
             return os.path.join(self.backups_path, backup_id)
         return "s3://%s/%s" % (self.bucket_name, backup_id)
+
+    def _reported(self, backend, backup_id):
+        """The ``path`` replies carry: ``<backupsPath>/<id>`` as the server reports it, or the s3 URL."""
+        if backend == "filesystem":
+            return os.path.join(self.reported_path, backup_id)
+        return self._home(backend, backup_id)
 
     def _stored(self, backend, backup_id):
         """The backup's descriptor and class data as the backend holds them, or None."""
@@ -305,12 +315,12 @@ class FakeWeaviate(object):
             return self.error(422, "class %s doesn't exist" % ", ".join(unknown))
         if (backend, backup_id) in self.backups or self._stored(backend, backup_id) or (
                 backend == "filesystem" and os.path.exists(self._home(backend, backup_id))):
-            return self.error(422, "backup \"%s\" already exists at \"%s\"" % (backup_id, self._home(backend, backup_id)))
+            return self.error(422, "backup \"%s\" already exists at \"%s\"" % (backup_id, self._reported(backend, backup_id)))
         classes = [c for c in (include or sorted(self.classes)) if c not in exclude]
         if not classes:
             return self.error(422, "no class to back up")
         job = {
-            "id": backup_id, "backend": backend, "path": self._home(backend, backup_id), "status": "STARTED", "classes": classes,
+            "id": backup_id, "backend": backend, "path": self._reported(backend, backup_id), "status": "STARTED", "classes": classes,
             # The data as of the request: Weaviate backs up what the classes hold when the backup starts.
             "data": dict((c, {"schema": dict(self.classes[c]), "objects": [dict(o) for o in self.objects.get(c, [])]}) for c in classes),
             "fail": self.fail_backup,
@@ -325,20 +335,21 @@ class FakeWeaviate(object):
         if job["backend"] == "s3":
             self.bucket[job["id"]] = dict(config, data=job["data"])
             return None
-        node_dir = os.path.join(job["path"], NODE)
+        home = self._home(job["backend"], job["id"])
+        node_dir = os.path.join(home, NODE)
         os.makedirs(node_dir)
         with open(os.path.join(node_dir, "backup.json"), "w") as handle:
             json.dump({"id": job["id"], "node": NODE, "classes": [{"name": c} for c in job["classes"]]}, handle)
         with open(os.path.join(node_dir, "classes.json"), "w") as handle:
             json.dump(job["data"], handle)
-        with open(os.path.join(job["path"], "backup_config.json"), "w") as handle:
+        with open(os.path.join(home, "backup_config.json"), "w") as handle:
             json.dump(config, handle)
         return None
 
     def create_restore(self, backend, backup_id, body):
         stored = self._stored(backend, backup_id)
         if stored is None:
-            return self.error(404, "backup id \"%s\" does not exist: %s" % (backup_id, self._home(backend, backup_id)))
+            return self.error(404, "backup id \"%s\" does not exist: %s" % (backup_id, self._reported(backend, backup_id)))
         include = body.get("include") or stored["nodes"][NODE]["classes"]
         unknown = [c for c in include if c not in stored["nodes"][NODE]["classes"]]
         if unknown:
@@ -346,7 +357,7 @@ class FakeWeaviate(object):
         existing = [c for c in include if c in self.classes]
         if existing:
             return self.error(422, "restore class %s: already exists" % ", ".join(existing))
-        job = {"id": backup_id, "backend": backend, "path": self._home(backend, backup_id), "status": "STARTED", "classes": include}
+        job = {"id": backup_id, "backend": backend, "path": self._reported(backend, backup_id), "status": "STARTED", "classes": include}
         self.restores[(backend, backup_id)] = job
         return 200, {"id": backup_id, "backend": backend, "path": job["path"], "classes": include, "status": "STARTED"}
 

@@ -271,26 +271,32 @@ def test_the_s3_backend_leaves_the_data_in_weaviates_bucket_and_restores_from_it
         server.stop()
 
 
-def test_a_backup_path_not_on_this_host_stays_on_the_servers_disk(spec, fake, backups, monkeypatch):
-    monkeypatch.setattr(weaviate, "local_backups_path", lambda server, backend: None)
-    monkeypatch.setattr(weaviate, "_local_home", lambda server, info, wid: None)
-    manifest = run_backup(spec, backup_request(fake))["manifest"]
-    wid = manifest["weaviate"]["backup_id"]
-    assert manifest["objects"] == [] and manifest["weaviate"]["stored"] is False
-    assert manifest["weaviate"]["location"] == "server disk: %s" % os.path.join(backups, wid)
-    assert os.path.isfile(os.path.join(backups, wid, "backup_config.json")), "Weaviate's own copy is left in place"
+def test_a_backup_path_not_on_this_host_stays_on_the_servers_disk_and_restores_from_there(spec, backups):
+    remote = "/srv/weaviate-on-another-host/backups"
+    server = seeded(FakeWeaviate(backups, reported_path=remote)).start()
+    try:
+        plan = run_backup(spec, backup_request(server), check_mode=True)["plan"]
+        assert plan["objects"] == [] and "stays on the server's disk" in plan["data"]
+        manifest = run_backup(spec, backup_request(server))["manifest"]
+        wid = manifest["weaviate"]["backup_id"]
+        assert manifest["objects"] == [] and manifest["weaviate"]["stored"] is False
+        assert manifest["weaviate"]["location"] == "server disk: %s/%s" % (remote, wid)
+        assert os.path.isfile(os.path.join(backups, wid, "backup_config.json")), "Weaviate's own copy is left in place"
+        server.classes.pop("Author")
+        server.objects.pop("Author")
+        result = run_restore(spec, restore_request(server, manifest["backup_id"], collections=["Author"]))
+        assert result["restored"]["put_back"] is None
+        assert [o["properties"]["name"] for o in server.objects["Author"]] == ["Ada"]
 
-
-def test_a_restore_of_a_backup_missing_on_the_server_is_a_clear_error(spec, fake, backups, monkeypatch):
-    monkeypatch.setattr(weaviate, "_local_home", lambda server, info, wid: None)
-    manifest = run_backup(spec, backup_request(fake))["manifest"]
-    wid = manifest["weaviate"]["backup_id"]
-    shutil.rmtree(os.path.join(backups, wid))
-    fake.classes.clear()
-    with pytest.raises(EngineError) as missing:
-        run_restore(spec, restore_request(fake, manifest["backup_id"]))
-    assert "does not find backup %s" % wid in missing.value.message
-    assert fake.classes == {}
+        # Gone from the server's disk: the restore API's 404 is a clear error.
+        shutil.rmtree(os.path.join(backups, wid))
+        server.classes.clear()
+        with pytest.raises(EngineError) as missing:
+            run_restore(spec, restore_request(server, manifest["backup_id"]))
+        assert "does not find backup %s" % wid in missing.value.message and remote in missing.value.hint
+        assert server.classes == {}
+    finally:
+        server.stop()
 
 
 def test_the_modules_back_up_and_restore_through_a_play(tmp_path, fake, backups):
@@ -316,3 +322,17 @@ def test_the_modules_back_up_and_restore_through_a_play(tmp_path, fake, backups)
     assert [o["properties"]["name"] for o in fake.objects["Author"]] == ["Ada"]
     assert [c for c in fake.calls("POST") if c[1] == "/v1/backups/filesystem"] == [
         ("POST", "/v1/backups/filesystem", {"id": weaviate.weaviate_id(run["taken"]["backup"]["backup_id"]), "include": ["Author"]})]
+
+
+def test_a_restore_still_running_at_the_timeout_keeps_the_put_back_backup(spec, fake, backups):
+    manifest = run_backup(spec, backup_request(fake, collections=["Author"]))["manifest"]
+    wid = manifest["weaviate"]["backup_id"]
+    fake.classes.pop("Author")
+    fake.stall = True
+    with pytest.raises(EngineError) as late:
+        run_restore(spec, restore_request(fake, manifest["backup_id"], operation_timeout=1))
+    assert "restore of backup %s" % wid in late.value.message and "goes on on the server" in late.value.message
+    assert os.path.isfile(os.path.join(backups, wid, "backup_config.json")), "Weaviate may still be reading it"
+    fake.stall = False
+    status = weaviate.Connection(conn(fake)).get("/v1/backups/filesystem/%s/restore" % wid)
+    assert status["status"] == "SUCCESS" and [o["properties"]["name"] for o in fake.objects["Author"]] == ["Ada"]

@@ -258,7 +258,7 @@ def plan_backup(request):
     return plan
 
 
-def _poll(conn, path, what, wid, timeout):
+def _poll(conn, path, what, wid, timeout, failed_hint):
     """Poll a backup's or restore's status until SUCCESS; FAILED raises with the server's message, a timeout says it goes on."""
     deadline = time.monotonic() + max(int(timeout or 0), 1)
     delay = POLL_FIRST
@@ -271,7 +271,7 @@ def _poll(conn, path, what, wid, timeout):
             return payload
         if phase in FAILED:
             raise EngineError("Weaviate at %s reports %s %s as %s: %s" % (conn.url, what, wid, phase, payload.get("error") or "no message"),
-                              hint="Read the server's log for the cause; nothing was recorded in the repository")
+                              hint=failed_hint)
         if time.monotonic() + delay > deadline:
             raise EngineError(
                 "%s %s on Weaviate at %s did not finish within %s seconds (last status %s); it goes on on the server"
@@ -300,12 +300,13 @@ def run_backup(request, ctx):
     wid = weaviate_id(ctx.backup_id)
     started = utcnow()
     status, created = conn.call("POST", "/v1/backups/%s" % backend, {"id": wid, "include": classes})
-    if status == 422 and "exist" in error_text(created).lower():
+    if status == 422 and "already exists" in error_text(created).lower():
         raise EngineError("Weaviate at %s already has a backup %s on its %s backend: %s" % (conn.url, wid, backend, error_text(created)),
                           hint="Run the backup again (a new backup gets a new id), or remove that backup from the backend")
     if status != 200:
         raise EngineError("Weaviate at %s refused to create backup %s (HTTP %d): %s" % (conn.url, wid, status, error_text(created)))
-    done = _poll(conn, "/v1/backups/%s/%s" % (backend, wid), "backup", wid, request.options.get("operation_timeout"))
+    done = _poll(conn, "/v1/backups/%s/%s" % (backend, wid), "backup", wid, request.options.get("operation_timeout"),
+                 "Read the server's log for the cause; nothing was recorded in the repository")
     ended = utcnow()
     info = {
         "backend": backend,
@@ -451,7 +452,8 @@ def restore(repository, manifest, request, logs=None):
         if status != 200:
             raise EngineError("Weaviate at %s refused to restore backup %s (HTTP %d): %s" % (conn.url, wid, status, error_text(payload)))
         try:
-            _poll(conn, path, "restore of backup", wid, request.options.get("operation_timeout"))
+            _poll(conn, path, "restore of backup", wid, request.options.get("operation_timeout"),
+                  "Read the server's log for the cause; classes it restored in part may need deleting before a new attempt")
         except EngineError as exc:
             running = "goes on" in exc.message
             raise
