@@ -59,6 +59,7 @@ import http.server
 import io
 import json
 import re
+import ssl
 import tarfile
 import threading
 import time
@@ -70,7 +71,7 @@ VERSION = "1.12.4"
 class FakeQdrant(object):
     """One Qdrant node.  ``cluster`` is None (standalone) or the dict of peers ``{peer_id: p2p uri}`` this node sees."""
 
-    def __init__(self, port=0, api_key=None, read_only_key=None, peer_id=None, cluster=None, host="127.0.0.1"):
+    def __init__(self, port=0, api_key=None, read_only_key=None, peer_id=None, cluster=None, host="127.0.0.1", tls=None):
         self.api_key = api_key
         self.read_only_key = read_only_key
         self.peer_id = peer_id if peer_id is not None else 3766212330831337
@@ -97,7 +98,12 @@ class FakeQdrant(object):
         self.server = http.server.ThreadingHTTPServer((host, port), Handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
-        self.url = "http://%s:%d" % (host, self.port)
+        self.url = "%s://%s:%d" % ("https" if tls else "http", host, self.port)
+        if tls:
+            # tls: (certificate file, key file), as Qdrant's service.enable_tls with tls.cert and tls.key serves.
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
         self.thread = None
 
     # Life cycle -----------------------------------------------------------

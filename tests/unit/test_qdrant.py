@@ -28,7 +28,7 @@ import time
 import pytest
 
 from harness.qdrantapi import FakeQdrant
-from harness.s3server import closed_port
+from harness.s3server import closed_port, make_tls_material
 
 from ansible_collections.dataprotection.databases.plugins.module_utils import matrix
 from ansible_collections.dataprotection.databases.plugins.module_utils.backup import BackupRequest, run_backup
@@ -256,6 +256,35 @@ def test_a_read_only_key_fails_at_the_snapshot_and_leaves_nothing(fake, spec):
 def test_an_unreachable_server(spec):
     with pytest.raises(EngineError, match=r"cannot reach Qdrant at http://127.0.0.1:\d+"):
         run_backup(spec, backup_request({"host": "127.0.0.1", "port": closed_port(), "token": KEY}))
+
+
+def test_https_with_the_ca_file_and_without_it(spec, tmp_path):
+    ca_file, cert_file, key_file = make_tls_material(str(tmp_path))
+    server = FakeQdrant(api_key=KEY, tls=(cert_file, key_file)).start()
+    try:
+        server.create_collection("docs", points=points("docs", 3))
+        connection = {"host": "https://localhost:%d" % server.port, "token": KEY}
+        with pytest.raises(EngineError) as caught:
+            run_backup(spec, backup_request(connection))
+        assert "the TLS certificate of Qdrant at https://localhost:%d cannot be verified" % server.port in caught.value.message
+        assert "tls_ca_file" in caught.value.hint
+        result = run_backup(spec, backup_request(dict(connection, tls_ca_file=ca_file)))
+        assert result["manifest"]["positions"]["points"] == {"docs": 3} and server.snapshot_names() == []
+    finally:
+        server.stop()
+
+
+def test_the_exact_calls_of_a_one_collection_backup(fake, spec):
+    run_backup(spec, backup_request(conn(fake), collections=["docs"]))
+    name = fake_name(fake.calls, "docs")
+    plan = [("GET", "/", {}), ("GET", "/cluster", {}), ("GET", "/collections", {})]
+    # The core plans first (read-only), then the backup checks again and works.
+    assert fake.calls == plan + plan + [
+        ("GET", "/collections/docs", {}),
+        ("POST", "/collections/docs/snapshots", {"wait": "true"}),
+        ("GET", "/collections/docs/snapshots/" + name, {}),
+        ("DELETE", "/collections/docs/snapshots/" + name, {"wait": "true"}),
+    ]
 
 
 def test_a_checksum_mismatch_fails_the_backup_stores_nothing_and_deletes_the_snapshot(fake, spec):

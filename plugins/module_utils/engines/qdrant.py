@@ -144,6 +144,9 @@ class Node(object):
             self._raise(exc.code, body, method, path)
         except (urllib.error.URLError, socket.timeout, OSError) as exc:
             reason = getattr(exc, "reason", exc)
+            if isinstance(reason, ssl.SSLCertVerificationError):
+                raise EngineError("the TLS certificate of Qdrant at %s cannot be verified: %s" % (self.name, reason),
+                                  hint="Set connection.tls_ca_file to the certificate authority that signed the server's certificate")
             raise EngineError("cannot reach Qdrant at %s: %s" % (self.name, reason),
                               hint="Check connection.host, connection.port (default 6333) or nodes, and that Qdrant is running")
         return None
