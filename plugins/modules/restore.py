@@ -64,12 +64,6 @@ description:
     and storage services through its agents and replaces the data of every graph space, so O(force=true) is required; the
     target needs the topology of the backed-up cluster. The BR backup's files must still be in the bucket (checked first).
     BR takes the S3 secret key only on its command line (visible in the process list while it runs)."
-  - "Nebula Graph (O(method=nebula-br) backups, B(experimental): never run against a real Nebula Graph or BR): runs
-    C(br restore full --meta <addr> --storage s3://... --name <BACKUP_...>) with the repository's S3 flags against the cluster
-    O(connection) names (graphd; the meta address is read with C(SHOW HOSTS META); no O(data_dir)). BR stops the cluster's meta
-    and storage services through its agents and replaces the data of every graph space, so O(force=true) is required; the
-    target needs the topology of the backed-up cluster. The BR backup's files must still be in the bucket (checked first).
-    BR takes the S3 secret key only on its command line (visible in the process list while it runs)."
   - "MongoDB (B(experimental): never run against a real MongoDB or its tools): a O(method=dump) backup restores through the
     server O(connection) names (no O(data_dir)) with C(mongorestore --archive --oplogReplay) fed from the repository, so the
     data is consistent at the backup's oplog point. A server that already holds user databases is refused unless
@@ -192,7 +186,6 @@ requirements:
   - "Redis: C(redis-server) and C(redis-cli) to start and check the restored server"
   - "Prometheus: C(tar); C(prometheus) to start the restored server"
   - "MongoDB: C(mongosh) and C(mongorestore) of MongoDB Database Tools 100.3.0 or newer (package mongodb-database-tools) for a dump"
-  - "Nebula Graph (O(method=nebula-br)): C(br) and C(nebula-console), a nebula-agent on every cluster host"
   - "Weaviate: C(tar), for a backup held in the repository"
   - "Nebula Graph (O(method=nebula-br)): C(br) and C(nebula-console), a nebula-agent on every cluster host"
   - "Milvus: the Python package pymilvus 2.5 or newer (C(pymilvus>=2.5)) for a O(method=milvus-export) backup; C(milvus-backup)
