@@ -52,7 +52,7 @@ description:
     the checksum before recovering), then the collection's point count is compared with the backup's. O(collections)
     restores some of the backup's collections. A collection that exists on the target is refused before anything changes
     unless O(force=true), which overwrites it with the snapshot's data."
-  - "Weaviate (O(method=weaviate-backup) backups, B(experimental): never run against a real Weaviate): restores through
+  - "Weaviate (C(method: weaviate-backup) backups, B(experimental): never run against a real Weaviate): restores through
     C(POST /v1/backups/{backend}/{id}/restore) into the server O(connection) names (no O(data_dir)), polled until
     C(SUCCESS); O(collections) restores some of the backup's classes. A backup held in the repository is first put back
     into the target's C(BACKUP_FILESYSTEM_PATH) (a directory on this host: run on the Weaviate host) and removed from there
