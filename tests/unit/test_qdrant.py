@@ -151,6 +151,8 @@ def test_backup_drop_restore_brings_the_points_back(fake, spec):
     for snap in info["snapshots"]:
         assert snap["snapshot"].startswith("%s-%s-" % (snap["collection"], fake.peer_id)) and snap["checksum_reported"]
         assert records[snap["object"]]["sha256"] == snap["checksum"] and records[snap["object"]]["size"] == snap["size"]
+        assert records[snap["object"]]["qdrant"] == {"collection": snap["collection"], "node": fake.url, "snapshot": snap["snapshot"],
+                                                     "checksum": snap["checksum"]}
     assert manifest["positions"]["points"] == {"docs": 25, "images": 7}
     assert manifest["engine_version"] == "1.12.4" and manifest["identity"] is None
     assert KEY not in json.dumps(manifest)

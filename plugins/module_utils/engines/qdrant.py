@@ -369,6 +369,8 @@ def _snapshot_one(ctx, node, node_index, collection, index, timeout, left):
             raise IntegrityError("the snapshot %s of collection %s downloaded from %s has %d bytes, the server reports %d"
                                  % (name, collection, node.name, reader.size, int(description["size"])),
                                  hint="Nothing was kept; run the backup again")
+        # The object's own record names what it holds too (backup_info lists objects with their records).
+        record["qdrant"] = {"collection": collection, "node": node.name, "snapshot": name, "checksum": digest}
         return {
             "collection": collection,
             "node": node.name,
