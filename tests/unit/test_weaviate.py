@@ -336,3 +336,16 @@ def test_a_restore_still_running_at_the_timeout_keeps_the_put_back_backup(spec, 
     fake.stall = False
     status = weaviate.Connection(conn(fake)).get("/v1/backups/filesystem/%s/restore" % wid)
     assert status["status"] == "SUCCESS" and [o["properties"]["name"] for o in fake.objects["Author"]] == ["Ada"]
+
+
+def test_connection_urls_tls_and_the_bearer_header():
+    plain = weaviate.Connection({"host": "weaviate.internal", "token": TOKEN})
+    assert plain.url == "http://weaviate.internal:8080" and plain.context is None
+    assert plain._headers({"id": "x"})["Authorization"] == "Bearer %s" % TOKEN  # pylint: disable=protected-access
+    assert "Authorization" not in weaviate.Connection({})._headers(None)  # pylint: disable=protected-access
+    secure = weaviate.Connection({"host": "weaviate.internal", "port": 8443, "tls": True})
+    assert secure.url == "https://weaviate.internal:8443" and secure.context is not None
+    given = weaviate.Connection({"host": "https://vectors.example.com/weaviate/", "port": 1})
+    assert given.url == "https://vectors.example.com/weaviate"
+    with pytest.raises(ConfigError):
+        weaviate.Connection({"host": "ftp://vectors.example.com"})
