@@ -256,6 +256,31 @@ def test_refusals_store_nothing(spec, milvus_server):
     assert plan["replaces"] == ["default.fine"] and "restored" not in plan
 
 
+def test_partition_key_collection(spec, milvus_server):
+    """A collection with a partition key is read as a whole and restored with the same number of partitions."""
+    client = client_of(milvus_server)
+    DataType = pymilvus.DataType
+    schema = pymilvus.MilvusClient.create_schema(auto_id=False)
+    schema.add_field("sku", DataType.VARCHAR, is_primary=True, max_length=16)
+    schema.add_field("tenant", DataType.VARCHAR, max_length=16, is_partition_key=True)
+    schema.add_field("v", DataType.FLOAT_VECTOR, dim=3)
+    index = client.prepare_index_params()
+    index.add_index("v", index_type="AUTOINDEX", metric_type="IP")
+    client.create_collection("tenants", schema=schema, index_params=index, num_partitions=4)
+    client.insert("tenants", [{"sku": "s%d" % n, "tenant": "t%d" % (n % 5), "v": [n / 7.0, 1.0, -n / 3.0]} for n in range(90)])
+    before = all_rows(client, "tenants", "sku")
+    manifest = backup(spec, milvus_server, batch_size=20)["manifest"]
+    saved = manifest["milvus"]["collections"][0]
+    assert saved["partition_key"] is True and [(o["partition"], o["rows"]) for o in saved["objects"]] == [(None, 90)]
+    client.drop_collection("tenants")
+    restore(spec, milvus_server, manifest["backup_id"])
+    after = all_rows(client, "tenants", "sku")
+    assert sorted(after) == sorted(before)
+    assert all(f32(after[k]["v"]) == f32(before[k]["v"]) and after[k]["tenant"] == before[k]["tenant"] for k in before)
+    fields = dict((f["name"], f) for f in client.describe_collection("tenants")["fields"])
+    assert fields["tenant"].get("is_partition_key")
+
+
 def test_wrong_credentials(spec, milvus_server, monkeypatch):
     """Milvus answers a wrong user or password with error code 1800 (its documented "user hasn't authenticated");
     milvus-lite has no authentication, so the client raises that error here."""

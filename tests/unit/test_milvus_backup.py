@@ -220,3 +220,59 @@ def test_unknown_types_are_refused():
     schema = {"fields": [{"name": "text", "type": "VARCHAR"}, {"name": "sparse", "type": "SPARSE_FLOAT_VECTOR", "is_function_output": True}],
               "functions": [{"name": "bm25", "output_field_names": ["sparse"]}]}
     milvus_native.check_types("db", "c1", schema)
+
+
+class FakeIterator(object):
+    def __init__(self, rows, batch_size):
+        self.batches = [rows[i:i + batch_size] for i in range(0, len(rows), batch_size)]
+
+    def next(self):
+        return self.batches.pop(0) if self.batches else []
+
+    def close(self):
+        pass
+
+
+class FakeClient(object):
+    """The MilvusClient calls milvus-export makes, answering with the shapes pymilvus documents; records them."""
+
+    log = []
+    state = "NotLoad"
+
+    def __init__(self, **kwargs):
+        self.kwargs = kwargs
+
+    def __getattr__(self, name):
+        answers = {
+            "list_collections": ["released"],
+            "describe_collection": {"fields": [{"name": "id", "type": "INT64", "is_primary": True, "params": {}},
+                                               {"name": "v", "type": "FLOAT_VECTOR", "params": {"dim": 2}}],
+                                    "auto_id": False, "enable_dynamic_field": False, "functions": [], "num_partitions": 1},
+            "list_indexes": [], "list_partitions": ["_default"], "get_collection_stats": {"row_count": 3},
+            "get_load_state": {"state": FakeClient.state}, "get_server_version": "v2.5.4",
+            "query": [{"count(*)": 3}],
+        }
+
+        def call(*args, **kwargs):
+            FakeClient.log.append(name)
+            if name == "query_iterator":
+                return FakeIterator([{"id": n, "v": [n * 0.5, 1.0]} for n in range(3)], kwargs["batch_size"])
+            return answers.get(name)
+        return call
+
+
+def test_export_releases_what_it_loaded(spec, monkeypatch):
+    fake_module = type("pymilvus", (), {"MilvusClient": FakeClient})
+    monkeypatch.setattr(milvus_native, "_pymilvus", lambda: fake_module)
+    request = BackupRequest(engine="milvus", method="milvus-export", cluster="mx", connection={"port": 19530}, options={"batch_size": 2})
+    FakeClient.log[:] = []
+    FakeClient.state = "NotLoad"
+    manifest = run_backup(spec, request)["manifest"]
+    assert manifest["milvus"]["collections"][0]["row_count"] == 3 and manifest["engine_version"] == "v2.5.4"
+    log = FakeClient.log
+    assert log.index("flush") < log.index("load_collection") < log.index("query_iterator") < log.index("release_collection")
+    FakeClient.log[:] = []
+    FakeClient.state = "Loaded"
+    request.cluster = "mx-loaded"
+    run_backup(spec, request)
+    assert "query_iterator" in FakeClient.log and "load_collection" not in FakeClient.log and "release_collection" not in FakeClient.log

@@ -434,28 +434,24 @@ def run_export(request, ctx):
         pass
     saved = []
     for info in collections:
-        database, name, schema = info["database"], info["name"], info["schema"]
+        database, name = info["database"], info["name"]
         conn.do(database, "flush %s" % name, "flush", name)
-        conn.do(database, "load_collection %s" % name, "load_collection", name)
-        sparse_fields = set(f["name"] for f in schema["fields"] if f.get("type") == "SPARSE_FLOAT_VECTOR")
-        dropped = function_outputs(schema)
-        keyed = any(f.get("is_partition_key") for f in schema["fields"])
-        # With a partition key Milvus places the rows itself: they are read as a whole and inserted without partition names.
-        partitions = [None] if keyed else info["partitions"]
-        objects = []
-        total = 0
-        for part_number, partition in enumerate(partitions):
-            counter = [0]
-            stream = _row_stream(conn, database, name, partition, batch_size, sparse_fields, dropped, counter)
-            record = ctx.store("milvus/%s/%s/part-%d.jsonl" % (database, name, part_number), stream)
-            objects.append({"object": record["name"], "partition": partition, "rows": counter[0]})
-            total += counter[0]
-        counted = _count(conn, database, name)
-        if counted is not None and counted != total:
-            raise EngineError("collection %s (database %s): %d rows were exported but the collection counts %d (rows written meanwhile?)"
-                              % (name, database, total, counted), hint="Run the backup again when no rows are being written or deleted")
-        saved.append({"database": database, "name": name, "row_count": total, "schema": schema, "indexes": info["indexes"],
-                      "partitions": info["partitions"], "partition_key": keyed, "objects": objects})
+        # Queries need a loaded collection: one that was released is loaded for the export and released again afterwards.
+        state = conn.do(database, "get_load_state %s" % name, "get_load_state", name) or {}
+        loaded = "loaded" in str(state.get("state", "")).lower() and "notload" not in str(state.get("state", "")).lower()
+        if not loaded:
+            conn.do(database, "load_collection %s" % name, "load_collection", name)
+        try:
+            saved.append(_export_collection(conn, ctx, info, batch_size))
+        except BaseException:
+            if not loaded:
+                try:
+                    conn.do(database, "release_collection %s" % name, "release_collection", name)
+                except EngineError:
+                    pass
+            raise
+        if not loaded:
+            conn.do(database, "release_collection %s" % name, "release_collection", name)
     return {
         "start_time": started,
         "end_time": utcnow(),
@@ -463,6 +459,30 @@ def run_export(request, ctx):
         "consistency": "collection",
         "milvus": {"format": FORMAT, "server": conn.uri, "databases": list(conn.databases), "batch_size": batch_size, "collections": saved},
     }
+
+
+def _export_collection(conn, ctx, info, batch_size):
+    """Store one collection's rows, partition by partition; return its manifest entry."""
+    database, name, schema = info["database"], info["name"], info["schema"]
+    sparse_fields = set(f["name"] for f in schema["fields"] if f.get("type") == "SPARSE_FLOAT_VECTOR")
+    dropped = function_outputs(schema)
+    keyed = any(f.get("is_partition_key") for f in schema["fields"])
+    # With a partition key Milvus places the rows itself: they are read as a whole and inserted without partition names.
+    partitions = [None] if keyed else info["partitions"]
+    objects = []
+    total = 0
+    for part_number, partition in enumerate(partitions):
+        counter = [0]
+        stream = _row_stream(conn, database, name, partition, batch_size, sparse_fields, dropped, counter)
+        record = ctx.store("milvus/%s/%s/part-%d.jsonl" % (database, name, part_number), stream)
+        objects.append({"object": record["name"], "partition": partition, "rows": counter[0]})
+        total += counter[0]
+    counted = _count(conn, database, name)
+    if counted is not None and counted != total:
+        raise EngineError("collection %s (database %s): %d rows were exported but the collection counts %d (rows written meanwhile?)"
+                          % (name, database, total, counted), hint="Run the backup again when no rows are being written or deleted")
+    return {"database": database, "name": name, "row_count": total, "schema": schema, "indexes": info["indexes"],
+            "partitions": info["partitions"], "partition_key": keyed, "objects": objects}
 
 
 def _count(conn, database, name):
