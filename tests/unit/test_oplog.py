@@ -275,6 +275,16 @@ def test_an_oplog_that_holds_nothing_of_the_archive_reports_a_break(repository, 
     assert "no longer holds the last shipped entry" in gap.get("message") and gap.get("next") is None and result["shipped"] == []
 
 
+def test_a_dump_that_breaks_off_stores_nothing_and_says_why(repository, server, monkeypatch):
+    server.append(0, 5)
+    monkeypatch.setenv("FAKE_MONGODUMP_MODE", "break")
+    with pytest.raises(EngineError, match="mongodump of the oplog failed .*connection reset by peer"):
+        ship(repository, server)
+    assert oplog.load(repository.repo, "catalog") == {}
+    monkeypatch.setenv("FAKE_MONGODUMP_MODE", "")
+    assert len(ship(repository, server)["shipped"]) == 1
+
+
 def test_a_pass_stores_the_rest_only_when_it_is_due(repository, server):
     server.append(0, 5)
     early = ship(repository, server, interval=300, now=wall_of(5) + datetime.timedelta(seconds=100))  # entry 0 is 150 s old
@@ -309,8 +319,7 @@ def test_a_slice_name_says_its_range_and_its_content_is_the_entries(repository, 
 # PITR plans and replay files -----------------------------------------------------
 
 
-@pytest.fixture
-def archived(repository, server):
+def make_archive(repository, server):
     """Chain A: entries 0..29 in 3 slices; a rollover; chain B: entries 40..59 in 2 slices."""
     for first, last in ((0, 9), (10, 19), (20, 29)):
         server.append(first, last)
@@ -321,6 +330,11 @@ def archived(repository, server):
     server.append(50, 59)
     ship(repository, server)
     return repository
+
+
+@pytest.fixture
+def archived(repository, server):
+    return make_archive(repository, server)
 
 
 B1 = base("catalog-dump-20260528a", 4, 3)     # chain A, slice 0
@@ -401,6 +415,41 @@ def test_retention_min_window_finds_oplog_bases_through_the_index(archived):
     archives = {"mongodb": (oplog, index)}
     protected = retention.min_window_bases(archived.repo, "catalog", archives, BASES, wall_of(20), wall_of(58))
     assert protected == set([B2["backup_id"], B3["backup_id"]])
+
+
+@pytest.mark.parametrize("keep_last,expired,pruned", [
+    (3, ["a"], [("A", 0)]),                               # B2 starts in chain A's slice 1: slice 0 goes
+    (2, ["a", "b"], [("A", 0), ("A", 1), ("A", 2)]),      # the kept bases start after chain A: all of it goes
+])
+def test_backup_retention_prunes_slices_and_keeps_the_windows(tmp_path, server, keep_last, expired, pruned):
+    """backup_retention's core on a real repository: manifests of dumps, and the archive shipped through the fakes."""
+    from harness.synthetic import Generator  # pylint: disable=import-outside-toplevel
+
+    spec = {"type": "local", "path": str(tmp_path / "repo")}
+    ensure_present(spec)
+    with open_repository(spec) as repository:
+        make_archive(repository, server)
+        gen = Generator(repository.repo, "catalog")
+        made = dict((name, gen.backup("mongodb", "dump", wall_of(end), {"oplog_ts": {"t": ts_of(at_k)[0], "i": 1}}))
+                    for name, end, at_k in (("a", 4, 3), ("b", 15, 14), ("lost", 35, 34), ("c", 45, 44)))
+        before = oplog.load(repository.repo, "catalog")
+    policy = retention.Policy(keep_last=keep_last)
+    planned = retention.run_retention(spec, "catalog", policy, check_mode=True, now=wall_of(60))
+    with open_repository(spec) as repository:
+        assert oplog.load(repository.repo, "catalog") == before
+    done = retention.run_retention(spec, "catalog", policy, now=wall_of(60))
+    assert [row["backup_id"] for row in done["expired"]] == [made[name]["backup_id"] for name in expired]
+    chains = {"A": "%d_1" % ts_of(0)[0], "B": "%d_1" % ts_of(40)[0]}
+    assert done["logs"] == planned["logs"] and [(row["engine"], row["kind"], row["count"]) for row in done["logs"]] == [("mongodb", "oplog", len(pruned))]
+    with open_repository(spec) as repository:
+        after = oplog.load(repository.repo, "catalog")
+    gone = sorted((chain, number) for chain, files in before.items() for number in files if number not in after.get(chain, {}))
+    assert gone == sorted((chains[c], n) for c, n in pruned)
+    window_b = {"start": format_time(wall_of(15)), "end": format_time(wall_of(29)), "base_backups": [made["b"]["backup_id"]]}
+    window_c = {"start": format_time(wall_of(45)), "end": format_time(wall_of(59)), "base_backups": [made["c"]["backup_id"]]}
+    assert done["windows_after"] == ([window_b, window_c] if "b" not in expired else [window_c])
+    assert done["windows_before"][0] == {"start": format_time(wall_of(4)), "end": format_time(wall_of(29)),
+                                         "base_backups": [made["b"]["backup_id"], made["a"]["backup_id"]]}
 
 
 # Bad input ---------------------------------------------------------------------------

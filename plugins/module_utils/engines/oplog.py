@@ -38,6 +38,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import bisect
 import datetime
 import json
 import os
@@ -238,15 +239,28 @@ def _bases(manifests):
             and ts_tuple((m.get("positions") or {}).get("oplog_ts"))]
 
 
+# The sorted slices of the last index ``position`` searched: windows and retention ask once per base.
+_SORTED = {"index": None, "firsts": [], "slices": []}
+
+
+def _sorted_slices(index):
+    if _SORTED["index"] is not index:
+        slices = sorted((found for files in index.values() for found in files.values()), key=lambda e: e["first_ts"])
+        _SORTED.update(index=index, firsts=[e["first_ts"] for e in slices], slices=slices)
+    return _SORTED["firsts"], _SORTED["slices"]
+
+
 def position(manifest, index):
     """Where a base's chain starts: (chain, number) of the slice holding its ``positions.oplog_ts``, or None."""
     ts = ts_tuple((manifest.get("positions") or {}).get("oplog_ts"))
     if ts is None:
         return None
-    for chain, files in index.items():
-        for number, found in files.items():
-            if found["first_ts"] <= ts <= found["last_ts"]:
-                return chain, number
+    firsts, slices = _sorted_slices(index)
+    # Slices never overlap (a chain continues after its last entry, a new chain starts after a rollover): the one
+    # starting last at or before ts is the only candidate.
+    at = bisect.bisect_right(firsts, ts) - 1
+    if at >= 0 and ts <= slices[at]["last_ts"]:
+        return slices[at]["chain"], slices[at]["number"]
     return None
 
 
@@ -547,7 +561,11 @@ def ship(repository, cluster, conn, interval=300, size_mb=256, force=False, comp
         try:
             with tools.StreamingTool(dump_argv(tool, config_path, since), what="mongodump") as proc:
                 entries = read_entries(proc.stdout, "mongodump's output")
-                first = next(entries, None)
+                try:
+                    first = next(entries, None)
+                except IntegrityError:
+                    _failed_first(proc)
+                    raise
                 if first is None:
                     proc.finish(DUMP_TIMEOUT)
                     if since is not None:
@@ -570,7 +588,11 @@ def ship(repository, cluster, conn, interval=300, size_mb=256, force=False, comp
                     return force or (now - _wall_of(*start)).total_seconds() >= interval
 
                 # Everything is read and mongodump has succeeded before anything is stored.
-                cut = cut_slices(docs, work, size_mb)
+                try:
+                    cut = cut_slices(docs, work, size_mb)
+                except IntegrityError:
+                    _failed_first(proc)
+                    raise
                 proc.finish(DUMP_TIMEOUT)
             stored, left = store_slices(repository, cluster, cut, chain, number, size_mb, compression, level, due)
         except ToolError as exc:
@@ -584,6 +606,17 @@ def ship(repository, cluster, conn, interval=300, size_mb=256, force=False, comp
     if stored:
         result["last_ts"] = stored[-1].get("last_ts") or result["last_ts"]
     return result
+
+
+def _failed_first(proc):
+    """After unreadable output: mongodump's own error when it failed (a torn last document of a dump that broke off)."""
+    import subprocess  # pylint: disable=import-outside-toplevel
+
+    try:
+        proc.proc.wait(5)
+    except subprocess.TimeoutExpired:
+        return
+    proc.finish(0)
 
 
 def _prepend(item, rest):
