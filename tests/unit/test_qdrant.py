@@ -448,3 +448,21 @@ def test_the_backup_and_restore_modules_through_ansible_playbook(fake, spec):
     restored = run_tasks([{"name": "Restore", "dataprotection.databases.restore": restore, "register": "restored"}]).results["restored"]
     assert not restored.get("failed"), restored
     assert restored["restored"]["collections"] == ["docs"] and fake.points("docs") == before
+
+
+def test_the_fake_recovers_from_its_own_snapshot_location_and_checks_the_checksum(fake):
+    """The fake's PUT .../snapshots/recover (location and checksum as SnapshotRecover documents); the engine uploads instead."""
+    node = qdrant.Node(fake.url, conn(fake))
+    made = node.api("POST", "/collections/docs/snapshots", {"wait": "true"})
+    assert set(made) == {"name", "creation_time", "size", "checksum"} and len(made["checksum"]) == 64
+    assert node.api("GET", "/collections/docs/snapshots") == [made]
+    original = fake.points("docs")
+    del fake.collections["docs"]["points"]["0"]
+    location = "file:///qdrant/snapshots/docs/%s" % made["name"]
+    with pytest.raises(EngineError, match=r"\(HTTP 400\): Checksum mismatch"):
+        node.api("PUT", "/collections/docs/snapshots/recover", body={"location": location, "checksum": "0" * 64})
+    assert len(fake.points("docs")) == 24
+    assert node.api("PUT", "/collections/docs/snapshots/recover", body={"location": location, "checksum": made["checksum"]}) is True
+    assert fake.points("docs") == original
+    with pytest.raises(EngineError, match=r"\(HTTP 404\): Not found: Collection `nope` doesn't exist!"):
+        node.collection("nope")
