@@ -84,7 +84,8 @@ class Server(object):
         for name, value in (("FAKE_MONGOSH_LOG", self.log_path), ("FAKE_MONGOSH_STATE", self.state_path),
                             ("FAKE_MONGOSH_PASSWORD", PASSWORD), ("FAKE_MONGOSH_DBPATH", self.db_path)):
             monkeypatch.setenv(name, str(value))
-        self.mode()
+        # Restores go through the primary: the fake member is one unless a test says otherwise.
+        self.mode("primary")
 
     def mode(self, *switches):
         self.monkeypatch.setenv("FAKE_MONGOSH_MODE", ",".join(switches))
@@ -257,6 +258,15 @@ def test_restore_into_a_server_with_user_data_needs_force_then_drops(server, spe
     assert {d["_id"] for d in server.state["databases"]["shop"]["orders"]} == {1, 2}
 
 
+def test_restore_into_a_secondary_is_refused_before_anything_runs(server, spec):
+    backup_id = run_backup(spec, dump_request(server))["backup"]["backup_id"]
+    empty_target(server)
+    server.mode()
+    with pytest.raises(EngineError, match="is not the primary of replica set rs0") as caught:
+        run_restore(spec, restore_request(server, backup_id))
+    assert "db0.example.net:27017" in caught.value.hint and not server.runs("mongorestore")
+
+
 def test_restore_of_some_collections_uses_ns_include(server, spec):
     backup_id = run_backup(spec, dump_request(server))["backup"]["backup_id"]
     state = server.state
@@ -274,7 +284,7 @@ def test_restore_of_some_collections_uses_ns_include(server, spec):
 def test_a_restore_with_failed_documents_fails(server, spec, monkeypatch):
     backup_id = run_backup(spec, dump_request(server))["backup"]["backup_id"]
     # The check found nothing (another client writes in between): mongorestore then counts duplicates as failed.
-    replies = {"hello": {"ok": 1, "setName": "rs0"}, "listDatabases": {"ok": 1, "databases": []}}
+    replies = {"hello": {"ok": 1, "setName": "rs0", "isWritablePrimary": True}, "listDatabases": {"ok": 1, "databases": []}}
     monkeypatch.setattr(mongodb.Connection, "run", lambda self, name, timeout=0: replies)
     with pytest.raises(EngineError, match="could not restore 3 documents"):
         run_restore(spec, restore_request(server, backup_id))

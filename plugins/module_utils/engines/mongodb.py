@@ -624,6 +624,7 @@ def remote_restore_next(manifest, logs):
 
 ARCHIVE_MAGIC = b"\x6d\xe2\x99\x81"  # 0x8199e26d, little-endian
 TERMINATOR = -1
+_INT32 = struct.Struct("<i")
 OPLOG_NAMESPACE = ("", "oplog")
 _BSON_FIXED = {0x01: 8, 0x06: 0, 0x07: 12, 0x08: 1, 0x09: 8, 0x0A: 0, 0x10: 4, 0x11: 8, 0x12: 8, 0x13: 16, 0x7F: 0, 0xFF: 0}
 
@@ -697,6 +698,7 @@ class ArchiveScanner(object):
     def __init__(self, source):
         self.source = source
         self.buffer = bytearray()
+        self.pos = 0
         self.phase = "magic"
         self.namespace = None  # the namespace of the segment being read, when inside one
         self.header = {}
@@ -716,23 +718,44 @@ class ArchiveScanner(object):
         return data
 
     def _take(self, count):
-        if len(self.buffer) < count:
+        """The offset of the next ``count`` bytes in the buffer (consumed), or None when they have not arrived."""
+        if len(self.buffer) - self.pos < count:
             return None
-        data = bytes(self.buffer[:count])
-        del self.buffer[:count]
-        return data
+        start = self.pos
+        self.pos += count
+        return start
+
+    def _doc(self, start):
+        length = struct.unpack_from("<i", self.buffer, start)[0]
+        return bytes(self.buffer[start:start + length])
 
     def _next(self):
-        """The next document's bytes, TERMINATOR, or None when more bytes are needed."""
-        if len(self.buffer) < 4:
+        """The next document's offset, TERMINATOR, or None when more bytes are needed.  Nothing is copied."""
+        if len(self.buffer) - self.pos < 4:
             return None
-        length = struct.unpack_from("<i", self.buffer, 0)[0]
+        length = struct.unpack_from("<i", self.buffer, self.pos)[0]
         if length == TERMINATOR:
-            del self.buffer[:4]
+            self.pos += 4
             return TERMINATOR
         if length < 5:
             raise EngineError("the mongodump archive is malformed: a document of %d bytes" % length)
         return self._take(length)
+
+    def _skip_documents(self):
+        """Inside a collection's segment: step over every whole document buffered, by its length alone; whether any was."""
+        buffer, pos, end, count = self.buffer, self.pos, len(self.buffer), 0
+        while end - pos >= 4:
+            length = _INT32.unpack_from(buffer, pos)[0]
+            if length == TERMINATOR or end - pos < length:
+                break
+            if length < 5:
+                raise EngineError("the mongodump archive is malformed: a document of %d bytes" % length)
+            pos += length
+            count += 1
+        self.pos = pos
+        if count:
+            self.documents[self.namespace] = self.documents.get(self.namespace, 0) + count
+        return count > 0
 
     def feed(self, data):
         self.buffer += data
@@ -740,16 +763,22 @@ class ArchiveScanner(object):
             while self._step():
                 pass
         except (ValueError, struct.error) as exc:
-            raise EngineError("the mongodump archive is malformed (%s) near byte %d" % (exc, self.size - len(self.buffer)))
+            raise EngineError("the mongodump archive is malformed (%s) near byte %d" % (exc, self.size - len(self.buffer) + self.pos))
+        # What was parsed goes, once per chunk (not once per document: that would move the buffer for each one).
+        del self.buffer[:self.pos]
+        self.pos = 0
 
     def _step(self):
         if self.phase == "magic":
-            magic = self._take(4)
-            if magic is None:
+            start = self._take(4)
+            if start is None:
                 return False
+            magic = bytes(self.buffer[start:start + 4])
             if magic != ARCHIVE_MAGIC:
                 raise EngineError("mongodump's output does not start with the archive magic number (%r)" % magic)
             self.phase = "header"
+            return True
+        if self.phase == "segments" and self.namespace not in (None, OPLOG_NAMESPACE) and self._skip_documents():
             return True
         item = self._next()
         if item is None:
@@ -757,18 +786,18 @@ class ArchiveScanner(object):
         if self.phase == "header":
             if item == TERMINATOR:
                 raise ValueError("no archive header")
-            self.header = bson_fields(item, ("version", "server_version", "tool_version", "concurrent_collections"))
+            self.header = bson_fields(self._doc(item), ("version", "server_version", "tool_version", "concurrent_collections"))
             self.phase = "prelude"
         elif self.phase == "prelude":
             if item == TERMINATOR:
                 self.phase = "segments"
             else:
-                meta = bson_fields(item, ("db", "collection"))
+                meta = bson_fields(self._doc(item), ("db", "collection"))
                 self.collections.append("%s.%s" % (meta.get("db"), meta.get("collection")))
         elif self.namespace is None:
             if item == TERMINATOR:
                 raise ValueError("a terminator where a namespace header belongs")
-            head = bson_fields(item, ("db", "collection", "EOF"))
+            head = bson_fields(self._doc(item), ("db", "collection", "EOF"))
             namespace = (head.get("db") or "", head.get("collection") or "")
             if head.get("EOF"):
                 self.ended.add(namespace)
@@ -784,7 +813,7 @@ class ArchiveScanner(object):
         else:
             self.documents[self.namespace] = self.documents.get(self.namespace, 0) + 1
             if self.namespace == OPLOG_NAMESPACE:
-                ts = bson_fields(item, ("ts",)).get("ts")
+                ts = bson_fields(self._doc(item), ("ts",)).get("ts")
                 if not isinstance(ts, dict):
                     raise ValueError("an oplog entry without a timestamp ts")
                 self.oplog_count += 1
@@ -798,7 +827,7 @@ class ArchiveScanner(object):
         """None when the archive ended where the format allows it, else what is wrong."""
         if self.phase in ("magic", "header", "prelude"):
             return "it ends inside its prelude (%s)" % self.phase
-        if self.namespace is not None or self.buffer:
+        if self.namespace is not None or len(self.buffer) > self.pos:
             return "it ends inside a segment of %s" % ".".join(self.namespace or ("?",))
         started = set(self.documents)
         unfinished = sorted(".".join(ns) for ns in started - self.ended)
@@ -878,7 +907,7 @@ class ToolsConfig(object):
         if self.conn.user and not self.conn.password:
             raise ConfigError("connection.user %s is set without connection.password" % self.conn.user,
                               hint="Set connection.password; mongodump and mongorestore would wait for it on a terminal")
-        if self.conn.password:
+        if self.conn.user and self.conn.password:
             handle, self.path = tempfile.mkstemp(prefix="dp-mongo-", suffix=".yaml")
             try:
                 os.fchmod(handle, 0o600)
@@ -1073,6 +1102,9 @@ def plan_dump_restore(repository, manifest, request, logs):
     if hello.get("msg") == "isdbgrid":
         raise EngineError("%s is a mongos: restores into sharded clusters are not supported yet" % conn.target(),
                           hint="Restore into a replica set's primary")
+    if hello.get("setName") and not (hello.get("isWritablePrimary") or hello.get("ismaster")):
+        raise EngineError("%s is not the primary of replica set %s: mongorestore writes only through the primary" % (conn.target(), hello["setName"]),
+                          hint="Point connection at the primary%s" % (" (%s)" % hello["primary"] if hello.get("primary") else ""))
     conn.reply(replies, "listDatabases")
     patterns = _collections(request)
     existing = []
