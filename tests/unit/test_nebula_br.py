@@ -163,7 +163,7 @@ def test_br_missing_names_the_release_binaries(fakes, s3spec, tmp_path, monkeypa
     assert "br" in caught.value.message and "github.com/vesoft-inc/nebula-br/releases" in caught.value.hint
 
 
-def test_local_repository_and_local_backend_are_refused(fakes, tmp_path):
+def test_local_repository_needs_backend_local_and_nodes(fakes, tmp_path):
     path = tmp_path / "repo"
     path.mkdir()
     write_config(LocalRepo({"path": str(path)}), new_config()[0])
@@ -172,7 +172,7 @@ def test_local_repository_and_local_backend_are_refused(fakes, tmp_path):
         run_backup(spec, request(fakes, backend="s3"))
     with pytest.raises(ConfigError, match="not on S3"):
         run_backup(spec, request(fakes))
-    with pytest.raises(ConfigError, match="backend local .* is not offered"):
+    with pytest.raises(ConfigError, match="backend local reads the checkpoints from this host's disks: nodes must name"):
         run_backup(spec, request(fakes, backend="local"))
     with pytest.raises(ConfigError, match="not a backend"):
         run_backup(spec, request(fakes, backend="nfs"))

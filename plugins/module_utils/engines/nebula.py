@@ -68,7 +68,7 @@ after backup failed.`` when its own cleanup worked, and exits non-zero.  The
 backup is laid out under ``<storage>/<name>/``: ``<name>.meta``, ``meta/``
 and ``data/<host:port>/data<n>/<space id>/``.
 
-``backend: s3`` (the only backend of this version): BR's agents on the
+``backend: s3`` (the default; it needs an S3 repository): BR's agents on the
 cluster hosts upload the checkpoints straight into the repository's bucket,
 under ``<repo prefix>/<cluster>/nebula-br/`` (next to the cluster's backups,
 outside the ``backups/`` tree the catalog reads).  The collection's own backup
@@ -85,17 +85,31 @@ replaces the whole cluster's data, so ``force: true`` is required.  Deleting a
 backup (backup_retention) leaves BR's files in the bucket: remove them with
 ``br cleanup --name``.
 
-``backend: local`` (``CREATE SNAPSHOT`` checkpoints streamed from each storage
-host's ``<data_path>/nebula/<space id>/checkpoints/<snapshot>``) is refused in
-this version with a message saying so: reading checkpoints needs the module on
-every storage host at the same instant, and putting them back needs a stopped
-cluster and hand-made steps this collection cannot verify.
+``backend: local`` (EXPERIMENTAL too, tested against the fake console's
+``CREATE SNAPSHOT`` / ``SHOW SNAPSHOTS`` / ``DROP SNAPSHOT``, built from the
+docs' "Manage snapshots" page, with real directories): ``CREATE SNAPSHOT``
+(GOD, i.e. root; the meta service's CreateSnapshotProcessor in Nebula's
+source blocks writes on every storage engine, makes the checkpoints of every
+storage engine and of the meta engine, then unblocks), then the checkpoints
+``<data_path>/nebula/<space id>/checkpoints/<snapshot>`` of the hosts on this
+machine are streamed as one tar object per data path, then ``DROP SNAPSHOT``
+on every path out (success or failure).  The module reads local disks only:
+``nodes`` names the hosts that run here with their data paths
+(``host:port=<data path>[,<data path>]``, storage or meta hosts); the plan lists
+the storage hosts it does not take.  A multi-host cluster needs a run on each
+host, and each run makes a snapshot of its own, at its own point in time: the
+plan says so.  Restore (into ``data_dir``, one node per run, ``nodes:
+[host:port]`` when the backup has several): the checkpoint's ``data`` and
+``wal`` become ``<data_dir>/nebula/<space id>/data`` and ``wal`` of a stopped
+storaged (or metad, ``nebula/0``) - the docs' manual snapshot restore steps;
+starting the services, metad first, is left to the user.
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import glob
 import json
 import os
 import re
@@ -104,7 +118,7 @@ import subprocess
 import tempfile
 import time
 
-from ansible_collections.dataprotection.databases.plugins.module_utils import tools
+from ansible_collections.dataprotection.databases.plugins.module_utils import hostfiles, tools
 from ansible_collections.dataprotection.databases.plugins.module_utils.errors import ConfigError, EngineError, RepositoryError, ToolError
 from ansible_collections.dataprotection.databases.plugins.module_utils.engines import volume
 from ansible_collections.dataprotection.databases.plugins.module_utils.quiesce import Quiesce
@@ -472,15 +486,11 @@ def _option(request, name, default=None):
 
 
 def check_backend(request):
-    """The backend asked for (None: decided by the repository); ``local`` is refused in this version."""
+    """The backend asked for: s3, local, or None (s3, which needs an S3 repository)."""
     backend = request.options.get("backend")
     if backend is not None and backend not in BACKENDS:
-        raise ConfigError("backend %r is not a backend of method nebula-br" % backend, hint="Set backend: s3 (or leave it unset with an S3 repository)")
-    if backend == "local":
-        raise ConfigError(
-            "backend local of method nebula-br (CREATE SNAPSHOT checkpoints read from each storage host) is not offered by this version",
-            hint="Use an S3 repository with backend: s3 (BR uploads into its bucket), or method volume-snapshot for the storage hosts' volumes",
-        )
+        raise ConfigError("backend %r is not a backend of method nebula-br" % backend,
+                          hint="Set backend: s3 (BR into an S3 repository) or local (CREATE SNAPSHOT checkpoints of this host)")
     return backend
 
 
@@ -532,6 +542,8 @@ def plan_backup(request):
     if request.method != "nebula-br":
         raise ConfigError("method %s of Nebula Graph is not a tool method" % request.method)
     backend = check_backend(request)
+    if backend == "local":
+        return plan_local(request)
     br = br_binary(request)
     conn = Connection(request.connection)
     wanted = list(request.options.get("collections") or [])
@@ -558,8 +570,8 @@ class BrTarget(object):
             if backend == "s3":
                 raise ConfigError("backend s3 of method nebula-br needs an S3 repository; %s is not one" % repo.location(),
                                   hint="Use a repository with type s3, or method volume-snapshot")
-            raise ConfigError("method nebula-br writes through BR into an S3 bucket; repository %s is not on S3 (backend local is not offered)"
-                              % repo.location(), hint="Use a repository with type s3, or method volume-snapshot")
+            raise ConfigError("method nebula-br writes through BR into an S3 bucket by default; repository %s is not on S3" % repo.location(),
+                              hint="Use a repository with type s3, or set backend: local (CREATE SNAPSHOT checkpoints of this host, with nodes)")
         spec = repo.spec
         if not spec.get("access_key") or spec.get("session_token"):
             raise ConfigError(
@@ -664,6 +676,8 @@ def _cleanup(runner, target, name, own_cleanup_done):
 
 def run_backup(request, ctx):
     backend = check_backend(request)
+    if backend == "local":
+        return run_local(request, ctx)
     target = BrTarget(ctx.repository.repo, request.cluster, backend)
     br = br_binary(request)
     conn = Connection(request.connection)
@@ -722,7 +736,7 @@ def run_backup(request, ctx):
 
 
 def restores_into_server(manifest):
-    return manifest.get("method") == "nebula-br"
+    return manifest.get("method") == "nebula-br" and "nebula_snapshot" not in manifest
 
 
 def _restore_checks(repository, manifest, request, logs):
@@ -754,6 +768,8 @@ def _restore_checks(repository, manifest, request, logs):
 
 
 def plan_restore(repository, manifest, request, logs=None):
+    if "nebula_snapshot" in manifest:
+        return plan_local_restore(repository, manifest, request, logs)
     target, br, conn, server, name = _restore_checks(repository, manifest, request, logs)
     info = manifest["nebula_br"]
     return {
@@ -770,6 +786,8 @@ def plan_restore(repository, manifest, request, logs=None):
 
 
 def restore(repository, manifest, request, logs=None):
+    if "nebula_snapshot" in manifest:
+        return local_restore(repository, manifest, request, logs)
     target, br, conn, server, name = _restore_checks(repository, manifest, request, logs)
     runner = BrRun(br, target, server["meta"], int(_option(request, "operation_timeout", 3600)))
     out, err, rc = runner.run(["restore", "full"], ["--name", name])
@@ -783,3 +801,204 @@ def restore(repository, manifest, request, logs=None):
         "spaces": manifest["nebula_br"].get("spaces") or [],
         "next": "BR restarted the meta and storage services: check SHOW HOSTS and the spaces' data on %s" % conn.target(),
     }
+
+
+# Method nebula-br, backend local: CREATE SNAPSHOT checkpoints of the hosts on this machine --------------------------------------------
+
+SNAPSHOT_SERVER = "nebula-storaged and nebula-metad"
+_SNAPSHOT_NAME = re.compile(r"^SNAPSHOT_\d{4}(_\d{2}){5}(_\d+)?$")
+
+
+def parse_nodes(values):
+    """``nodes`` entries ``host:port`` or ``host:port=<data path>[,<data path>...]``: [(node, [paths])]."""
+    nodes = []
+    for value in values or []:
+        node, dummy, paths = str(value).partition("=")
+        node = node.strip()
+        if not re.match(r"^[^:\s]+:\d+$", node):
+            raise ConfigError("nodes entry %r is not host:port or host:port=<data path>" % value,
+                              hint="For example nodes: ['storaged0:9779=/usr/local/nebula/data/storage', 'metad0:9559=/usr/local/nebula/data/meta']")
+        nodes.append((node, [p.strip() for p in paths.split(",") if p.strip()]))
+    return nodes
+
+
+def _snapshots(conn):
+    return dict((row.get("Name"), str(row.get("Status") or "").upper()) for row in conn.query("SHOW SNAPSHOTS"))
+
+
+def plan_local(request):
+    """Read-only: GOD user, every host ONLINE, the nodes on this host with their data paths, the tar tool."""
+    conn = Connection(request.connection)
+    if conn.user != "root":
+        raise ConfigError("CREATE SNAPSHOT needs the GOD role, which only root has; connection.user is %s" % conn.user,
+                          hint="Back up with backend local as user root")
+    if request.options.get("collections"):
+        raise ConfigError("CREATE SNAPSHOT takes every graph space: collections cannot choose among them with backend local",
+                          hint="Remove collections, or use backend s3 (BR's --spaces)")
+    server = inspect_br(conn)
+    nodes = parse_nodes(request.options.get("nodes"))
+    local = [(node, paths) for node, paths in nodes if paths]
+    if not local:
+        raise ConfigError(
+            "backend local reads the checkpoints from this host's disks: nodes must name the storage (and meta) hosts that run here, "
+            "each with its data path (--data_path)",
+            hint="For example nodes: ['storaged0:9779=/usr/local/nebula/data/storage', 'metad0:9559=/usr/local/nebula/data/meta']",
+        )
+    known = server["storage_hosts"] + server["metas"]
+    unknown = [node for node, dummy in nodes if node not in known]
+    if unknown:
+        raise ConfigError("nodes %s are not hosts of Nebula Graph at %s" % (", ".join(unknown), conn.target()),
+                          hint="Its storage hosts: %s; meta hosts: %s (SHOW HOSTS)" % (", ".join(server["storage_hosts"]), ", ".join(server["metas"])))
+    for node, paths in local:
+        for path in paths:
+            if not os.path.isabs(path) or not os.path.isdir(os.path.join(path, "nebula")):
+                raise ConfigError("%s is not the data path of %s on this host: it has no nebula directory" % (path, node),
+                                  hint="Give the --data_path of that service as it runs here (run the module on the host it runs on)")
+    taken = [node for node, dummy in local]
+    others = [node for node in server["storage_hosts"] if node not in taken]
+    warnings = ["nebula-br backend local: CREATE SNAPSHOT blocks writes while every storage host makes its checkpoints; this run "
+                "stores the checkpoints of %s only (read from this host's disks) and drops the snapshot afterwards" % ", ".join(taken)]
+    if others:
+        warnings.append("nebula-br backend local: the checkpoints of the storage hosts %s are NOT taken by this run; a run on each of "
+                        "those hosts makes a snapshot of its own, at another point in time" % ", ".join(others))
+    if not [node for node in taken if node in server["metas"]]:
+        warnings.append("nebula-br backend local: no meta host is taken: the schema and the spaces live in the meta service's "
+                        "nebula/0 checkpoint; without it the storage checkpoints cannot be restored on their own")
+    warnings.append("nebula-console takes the password on its command line only: it is visible in this host's process list while it runs")
+    return {
+        "server": conn.target(),
+        "server_version": server["version"],
+        "backend": "local",
+        "snapshot": "CREATE SNAPSHOT, then the checkpoints <data path>/nebula/<space id>/checkpoints/<snapshot> of the nodes below, "
+                    "then DROP SNAPSHOT",
+        "nodes": [{"node": node, "data_paths": paths} for node, paths in local],
+        "not_taken": others,
+        "spaces": server["spaces"],
+        "tar": tools.find_tool("tar", package="tar"),
+        "warnings": warnings,
+    }
+
+
+def _object_base(node, index):
+    return "checkpoints-%s-%d.tar" % (re.sub(r"[^A-Za-z0-9_.-]", "-", node), index)
+
+
+def _store_checkpoints(ctx, tar, node, index, path, name):
+    base = os.path.join(path, "nebula")
+    found = sorted(os.path.relpath(d, base) for d in glob.glob(os.path.join(base, "*", "checkpoints", name)) if os.path.isdir(d))
+    if not found:
+        raise EngineError("snapshot %s left no checkpoint under %s/*/checkpoints/ of %s" % (name, base, node),
+                          hint="Check that %s is the data path of %s on this host" % (path, node))
+    object_base = _object_base(node, index)
+    with tools.StreamingTool([tar, "-C", base, "-cf", "-"] + found, what="tar") as proc:
+        record = ctx.store(object_base, proc.stdout)
+        proc.finish()
+    return {"node": node, "index": index, "data_path": path, "object": record["name"],
+            "space_ids": sorted(int(f.split(os.sep)[0]) for f in found if f.split(os.sep)[0].isdigit())}
+
+
+def run_local(request, ctx):
+    plan = plan_local(request)
+    conn = Connection(request.connection)
+    timeout = int(_option(request, "operation_timeout", 3600))
+    before = set(_snapshots(conn))
+    started = utcnow()
+    created = None
+    stored = []
+    try:
+        result = conn.run(["CREATE SNAPSHOT"], timeout=timeout)[0]
+        after = _snapshots(conn)
+        new = sorted(n for n in after if n not in before)
+        created = new
+        if "error" in result:
+            raise EngineError("CREATE SNAPSHOT on Nebula Graph at %s failed: [%d] %s" % (conn.target(), result["error_code"], result["error"]),
+                              hint="Check SHOW HOSTS and the storaged logs, then back up again")
+        valid = [n for n in new if after[n] == "VALID" and _SNAPSHOT_NAME.match(n)]
+        if len(valid) != 1:
+            raise EngineError("CREATE SNAPSHOT on Nebula Graph at %s made no single VALID snapshot (new: %s)" % (
+                conn.target(), ", ".join("%s %s" % (n, after[n]) for n in new) or "none"))
+        name = valid[0]
+        taken = utcnow()
+        for node in plan["nodes"]:
+            for index, path in enumerate(node["data_paths"]):
+                stored.append(_store_checkpoints(ctx, plan["tar"], node["node"], index, path, name))
+    finally:
+        problems = []
+        for leftover in created or []:
+            try:
+                conn.query("DROP SNAPSHOT %s" % leftover)
+            except EngineError as exc:
+                problems.append(exc.message)
+    if problems:
+        raise EngineError("the checkpoints were stored, but DROP SNAPSHOT failed: %s" % "; ".join(problems),
+                          hint="Drop the snapshot by hand (SHOW SNAPSHOTS, DROP SNAPSHOT <name>): its checkpoints hold hard links to the data")
+    return {
+        "start_time": started,
+        "end_time": taken,
+        "engine_version": plan["server_version"],
+        "server": plan["server"],
+        "positions": {"snapshot": name, "nodes": [n["node"] for n in plan["nodes"]]},
+        "nebula_snapshot": {"name": name, "checkpoints": stored, "not_taken": plan["not_taken"], "spaces": plan["spaces"]},
+    }
+
+
+def _restore_archive(manifest, request):
+    info = manifest["nebula_snapshot"]
+    nodes = sorted(set(c["node"] for c in info["checkpoints"]))
+    wanted = [node for node, dummy in parse_nodes(request.options.get("nodes"))]
+    if len(wanted) > 1 or (not wanted and len(nodes) > 1):
+        raise ConfigError("backup %s holds the checkpoints of %s: name the one to restore into data_dir" % (manifest["backup_id"], ", ".join(nodes)),
+                          hint="Set nodes: [<host:port>], one node per restore (run it on that node's host)")
+    node = wanted[0] if wanted else nodes[0]
+    archives = [c for c in info["checkpoints"] if c["node"] == node]
+    if not archives:
+        raise ConfigError("backup %s holds no checkpoints of %s" % (manifest["backup_id"], node), hint="It holds: %s" % ", ".join(nodes))
+    if len(archives) > 1:
+        raise ConfigError("%s had %d data paths; restoring a node with several data paths is not offered" % (node, len(archives)),
+                          hint="Restore the archives by hand: each holds <space id>/checkpoints/<snapshot>/{data,wal} of one data path")
+    return node, archives[0]
+
+
+def plan_local_restore(repository, manifest, request, logs):
+    if logs is not None:
+        raise ConfigError("Nebula Graph has no log chain: point-in-time restores are not offered")
+    node, archive = _restore_archive(manifest, request)
+    data_dir = request.target
+    hostfiles.check_target(data_dir, request.force, server=SNAPSHOT_SERVER)
+    owner = volume.owner_of(request, SNAPSHOT_SERVER)
+    return {
+        "data_dir": data_dir,
+        "node": node,
+        "snapshot": manifest["nebula_snapshot"]["name"],
+        "space_ids": archive["space_ids"],
+        "owner": owner,
+        "layout": "<data_dir>/nebula/<space id>/data and wal, from the checkpoint's data and wal",
+        "warnings": ["nebula-br backend local: stop nebula-storaged (and nebula-metad) on this host first; restore every node of the "
+                     "backup set the same way (each on its own host), the meta host's nebula/0 included, then start metad, then storaged"],
+    }
+
+
+def local_restore(repository, manifest, request, logs):
+    plan = plan_local_restore(repository, manifest, request, logs)
+    node, archive = _restore_archive(manifest, request)
+    data_dir = request.target
+    name = manifest["nebula_snapshot"]["name"]
+    record = [o for o in manifest["objects"] if o["name"] == archive["object"]][0]
+    tar = tools.find_tool("tar", package="tar")
+    with hostfiles.Target(data_dir, 0o755):
+        staging = os.path.join(data_dir, ".dp-nebula-restore")
+        os.mkdir(staging, 0o700)
+        hostfiles.feed_object(repository, manifest, record, [tar, "-x", "-f", "-", "-C", staging, "--no-same-owner"], "tar")
+        for space_id in archive["space_ids"]:
+            checkpoint = os.path.join(staging, str(space_id), "checkpoints", name)
+            target = os.path.join(data_dir, "nebula", str(space_id))
+            os.makedirs(target, 0o755)
+            for part in ("data", "wal"):
+                if os.path.isdir(os.path.join(checkpoint, part)):
+                    os.rename(os.path.join(checkpoint, part), os.path.join(target, part))
+        shutil.rmtree(staging)
+    result = volume.finish_restore(request, data_dir, SNAPSHOT_SERVER)
+    result.update({"node": node, "snapshot": name, "space_ids": archive["space_ids"],
+                   "next": "Restore the other nodes of backup %s the same way, then start nebula-metad, then nebula-storaged" % manifest["backup_id"],
+                   "warnings": plan["warnings"]})
+    return result
