@@ -47,8 +47,8 @@ description:
   - "Nebula Graph, O(method=nebula-br) (B(experimental): never run against a real Nebula Graph or BR, tested against a fake
     C(br) and C(nebula-console) built from BR's README and the Nebula docs): runs the BR tool, C(br backup full --meta <addr>
     --storage s3://<bucket>/<prefix>/<cluster>/nebula-br/) with the repository's endpoint, region and keys, so the cluster's
-    agents upload the backup into the repository's bucket next to its backups. The repository must be S3 with static keys
-    (O(backend=s3), the default; O(backend=local), C(CREATE SNAPSHOT) checkpoints, is refused in this version). The meta
+    agents upload the backup into the repository's bucket next to its backups. With O(backend=s3) (the default) the repository must be S3 with
+    static keys. The meta
     address comes from C(SHOW HOSTS META) through O(connection) (graphd, C(nebula-console)); O(collections) are graph spaces
     (BR's experimental C(--spaces)), each checked to exist before anything runs. The manifest records BR's backup name
     (C(BACKUP_<date>)), the spaces and the meta address; a small object lists BR's files. BR takes the S3 secret key only
@@ -56,6 +56,13 @@ description:
     fails, its partial backup is removed (C(br cleanup --name)) and nothing is recorded. Deleting the backup later leaves
     BR's files in the bucket (remove them with C(br cleanup)). C(br) and C(nebula-console) are found in O(connection.bin_dir),
     on PATH or in C(/usr/local/nebula/bin)."
+  - "Nebula Graph, O(method=nebula-br) with O(backend=local) (B(experimental), tested against a fake C(nebula-console)):
+    C(CREATE SNAPSHOT) as root (Nebula blocks writes while every storage engine and the meta engine make a checkpoint), then
+    the checkpoints C(<data_path>/nebula/<space id>/checkpoints/<snapshot>) of the hosts that run on this machine are streamed
+    into the repository (any type), one tar object per data path, and C(DROP SNAPSHOT) removes the snapshot on every path out.
+    O(nodes) names those hosts with their data paths (C(host:port=<data path>), storage or meta hosts). The module reads local
+    disks only: a cluster on several hosts needs a run on each host, and each run is a snapshot of its own, at its own point in
+    time (the plan names the storage hosts it does not take)."
   - "Qdrant, O(method=qdrant-snapshot) (B(experimental): written from Qdrant's published OpenAPI description and tested
     against a fake server, never run against a real Qdrant): for every collection of O(collections) (every one when
     omitted; a named one that does not exist is refused before any snapshot is made) on every node, reads its point count

@@ -64,6 +64,9 @@ description:
     and storage services through its agents and replaces the data of every graph space, so O(force=true) is required; the
     target needs the topology of the backed-up cluster. The BR backup's files must still be in the bucket (checked first).
     BR takes the S3 secret key only on its command line (visible in the process list while it runs)."
+  - "Nebula Graph O(backend=local) backups (B(experimental)): one node per run (O(nodes) names it when the backup holds several)
+    into O(data_dir), the data path of that node's stopped storaged or metad: the checkpoint's C(data) and C(wal) become
+    C(nebula/<space id>/data) and C(wal). Restore every node this way on its own host, then start metad, then storaged yourself."
   - "MongoDB (B(experimental): never run against a real MongoDB or its tools): a O(method=dump) backup restores through the
     server O(connection) names (no O(data_dir)) with C(mongorestore --archive --oplogReplay) fed from the repository, so the
     data is consistent at the backup's oplog point. A server that already holds user databases is refused unless
