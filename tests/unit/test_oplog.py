@@ -605,6 +605,26 @@ def test_one_shipping_pass_at_a_time(tmp_path):
         fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
+def test_the_installed_host_command_ships_as_its_own_process(made_repository, server, tmp_path, agent):
+    """The cron line's command as the agent role installs it (the system Python, the core copied): exit 0, then 5 at a break."""
+    import subprocess  # pylint: disable=import-outside-toplevel
+
+    spec, repository = made_repository
+    server.append(0, 5)
+    request = request_of(server, tmp_path, agent_command=agent["agent_command"])
+    request.repo_spec = spec
+    config_path = oplog.log_backup(repository, request, "enabled")["config_path"]
+    argv = [agent["agent_command"], "--config", config_path, "oplog-ship", "-v"]
+    first = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=300, check=False)
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout)["last_ts"] == {"t": ts_of(5)[0], "i": 1}
+    server.append(6, 20)
+    server.cut_head(10)
+    second = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=300, check=False)
+    assert second.returncode == 5 and "BREAK in the oplog archive of cluster catalog" in second.stderr
+    assert sorted(oplog.load(repository.repo, "catalog")) == ["%d_1" % ts_of(0)[0], "%d_1" % ts_of(10)[0]]
+
+
 def test_log_backup_systemd_unit(repository, server, tmp_path):
     request = request_of(server, tmp_path, scheduler="systemd", scheduler_dir=str(tmp_path / "units"))
     result = oplog.log_backup(repository, request, "enabled")

@@ -40,6 +40,7 @@ __metaclass__ = type
 
 import bisect
 import datetime
+import itertools
 import json
 import os
 import re
@@ -582,7 +583,7 @@ def ship(repository, cluster, conn, interval=300, size_mb=256, force=False, comp
                             "message": "the oplog rolled over past the last shipped entry %s: entries up to %s are lost, a new chain starts"
                                        % (_ts_text(since), _ts_text(first[1])),
                         }
-                    chain, number, docs = chain_name(first[1]), 0, _prepend(first, entries)
+                    chain, number, docs = chain_name(first[1]), 0, itertools.chain([first], entries)
 
                 def due(start):
                     return force or (now - _wall_of(*start)).total_seconds() >= interval
@@ -617,12 +618,6 @@ def _failed_first(proc):
     except subprocess.TimeoutExpired:
         return
     proc.finish(0)
-
-
-def _prepend(item, rest):
-    yield item
-    for value in rest:
-        yield value
 
 
 # log_backup ----------------------------------------------------------------------
