@@ -196,12 +196,13 @@ def test_br_target_needs_static_keys():
 
 
 def test_br_failure_after_its_own_cleanup_stores_nothing(fakes, s3spec):
-    fakes.br.update(fail="upload")
+    fakes.br.update(fail="upload", echo_argv=True)
     with pytest.raises(EngineError) as caught:
         run_backup(s3spec, request(fakes))
     message = str(caught.value)
     assert "exit 1" in message and "agent of storaged0:9779 is unreachable" in message and "BR cleaned up BACKUP_" in message
-    assert s3spec["secret_key"] not in message
+    # br repeated its command line, secret key included: the message shows it masked.
+    assert s3spec["secret_key"] not in message and "--s3.secret_key %s" % nebula.HIDDEN in message
     # BR cleaned up itself: no second cleanup; nothing of the backup remains anywhere in the cluster's tree.
     calls = br_calls(fakes)
     assert [c[:2] for c in calls] == [["backup", "full"]]
@@ -251,11 +252,11 @@ def test_restore_needs_force_then_runs_br_restore(fakes, s3spec):
 def test_restore_failure_and_missing_br_files(fakes, s3spec):
     manifest = run_backup(s3spec, request(fakes))["manifest"]
     connection = {"password": PASSWORD, "bin_dir": fakes.bin_dir}
-    fakes.br.update(restore_fails=True)
+    fakes.br.update(restore_fails=True, echo_argv=True)
     with pytest.raises(EngineError) as caught:
         run_restore(s3spec, RestoreRequest("nebula", CLUSTER, None, backup_id=manifest["backup_id"], connection=connection, force=True))
     assert "restore storage of %s failed" % manifest["nebula_br"]["name"] in caught.value.message
-    assert s3spec["secret_key"] not in str(caught.value)
+    assert s3spec["secret_key"] not in str(caught.value) and "--s3.secret_key %s" % nebula.HIDDEN in caught.value.message
     repo = open_repo(s3spec)
     repo.delete_many([info.key for info in repo.list("%s/nebula-br/" % CLUSTER)])
     calls = len(br_calls(fakes))
