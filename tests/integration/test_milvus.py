@@ -281,6 +281,29 @@ def test_partition_key_collection(spec, milvus_server):
     assert fields["tenant"].get("is_partition_key")
 
 
+def test_other_database(spec, milvus_server):
+    """connection.databases names the database; a restore into a server without it creates it."""
+    client = client_of(milvus_server)
+    client.create_database("shop")
+    shop = pymilvus.MilvusClient(uri=milvus_server.uri, db_name="shop")
+    shop.create_collection("items", dimension=3, primary_field_name="id", vector_field_name="v", metric_type="L2", auto_id=False)
+    shop.insert("items", [{"id": n, "v": [n * 0.25, -1.5, 2.0 / (n + 1)]} for n in range(30)])
+    before = all_rows(shop, "items", "id")
+    connection = dict(milvus_server.connection, databases=["shop"])
+    request = BackupRequest(engine="milvus", method="milvus-export", cluster="vectors", connection=connection,
+                            options={"collections": ["shop.items"], "batch_size": 7})
+    manifest = run_backup(spec, request)["manifest"]
+    assert [(c["database"], c["name"], c["row_count"]) for c in manifest["milvus"]["collections"]] == [("shop", "items", 30)]
+    assert client.list_collections() == []  # nothing of it in the default database
+    shop.drop_collection("items")
+    client.drop_database("shop")
+    assert "shop" not in client.list_databases()
+    restored = restore(spec, milvus_server, manifest["backup_id"])["restored"]
+    assert restored["collections"][0]["database"] == "shop" and "shop" in client.list_databases()
+    after = all_rows(pymilvus.MilvusClient(uri=milvus_server.uri, db_name="shop"), "items", "id")
+    assert sorted(after) == sorted(before) and all(f32(after[k]["v"]) == f32(before[k]["v"]) for k in before)
+
+
 def test_wrong_credentials(spec, milvus_server, monkeypatch):
     """Milvus answers a wrong user or password with error code 1800 (its documented "user hasn't authenticated");
     milvus-lite has no authentication, so the client raises that error here."""
