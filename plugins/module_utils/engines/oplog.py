@@ -580,8 +580,8 @@ def ship(repository, cluster, conn, interval=300, size_mb=256, force=False, comp
                         result["gap"] = {
                             "after": ts_dict(since), "after_wall": format_time(newest["last"]) if newest["last"] else None,
                             "next": ts_dict(first[1]), "next_wall": format_time(_wall_of(first[1], first[2])),
-                            "message": "the oplog rolled over past the last shipped entry %s: entries up to %s are lost, a new chain starts"
-                                       % (_ts_text(since), _ts_text(first[1])),
+                            "message": "the oplog rolled over past the last shipped entry %s (or the server's history is not the archive's): "
+                                       "entries up to %s are lost, a new chain starts" % (_ts_text(since), _ts_text(first[1])),
                         }
                     chain, number, docs = chain_name(first[1]), 0, itertools.chain([first], entries)
 
