@@ -343,6 +343,35 @@ EXAMPLES = r"""
       port: 19530
       user: backup
       password: "{{ milvus_password }}"
+- name: Back up a Nebula Graph cluster with BR into the S3 repository's bucket (experimental)
+  dataprotection.databases.backup:
+    repo:
+      type: s3
+      bucket: db-backups
+      prefix: graphs
+      endpoint_url: https://minio.example.com:9000
+      access_key: nebula-backup
+      secret_key: "{{ minio_secret_key }}"
+    cluster: social-graph
+    engine: nebula
+    method: nebula-br
+    connection:
+      host: graphd.example.com
+      password: "{{ nebula_root_password }}"
+- name: Back up the CREATE SNAPSHOT checkpoints of the storage and meta hosts running here (experimental)
+  dataprotection.databases.backup:
+    repo:
+      type: local
+      path: /srv/backups
+    cluster: social-graph
+    engine: nebula
+    method: nebula-br
+    backend: local
+    nodes:
+      - storaged0:9779=/usr/local/nebula/data/storage
+      - metad0:9559=/usr/local/nebula/data/meta
+    connection:
+      password: "{{ nebula_root_password }}"
 """
 
 RETURN = r"""

@@ -323,6 +323,33 @@ EXAMPLES = r"""
       port: 19530
       user: root
       password: "{{ milvus_password }}"
+- name: Restore a Nebula Graph BR backup; BR replaces every graph space of the cluster (experimental)
+  dataprotection.databases.restore:
+    repo:
+      type: s3
+      bucket: db-backups
+      prefix: graphs
+      endpoint_url: https://minio.example.com:9000
+      access_key: nebula-backup
+      secret_key: "{{ minio_secret_key }}"
+    cluster: social-graph
+    engine: nebula
+    backup_id: social-graph-nebula-br-20261203210500
+    force: true
+    connection:
+      host: graphd.example.com
+      password: "{{ nebula_root_password }}"
+- name: Lay storaged0's checkpoints out in its data path, nebula-storaged stopped (experimental)
+  dataprotection.databases.restore:
+    repo:
+      type: local
+      path: /srv/backups
+    cluster: social-graph
+    engine: nebula
+    backup_id: social-graph-nebula-br-20261203220000
+    nodes: [storaged0:9779]
+    data_dir: /usr/local/nebula/data/storage
+    force: true
 """
 
 RETURN = r"""
