@@ -253,7 +253,8 @@ def test_restore_into_a_server_with_user_data_needs_force_then_drops(server, spe
     with pytest.raises(ConfigError, match="already holds user data .* shop.customers, shop.orders") as caught:
         run_restore(spec, restore_request(server, backup_id))
     assert "force: true" in caught.value.hint and not server.runs("mongorestore")
-    run_restore(spec, restore_request(server, backup_id, force=True))
+    done = run_restore(spec, restore_request(server, backup_id, force=True))
+    assert any("users and roles" in w for w in done["plan"]["warnings"]) and done["plan"]["existing"] == ["shop.customers", "shop.orders"]
     assert server.runs("mongorestore")[0]["argv"][2:] == ["--archive", "--oplogReplay", "--drop"]
     assert {d["_id"] for d in server.state["databases"]["shop"]["orders"]} == {1, 2}
 
@@ -350,8 +351,8 @@ def test_user_without_password_is_refused(server, spec, monkeypatch):
 
 
 def test_ns_include_patterns_match_as_mongorestore_reads_them():
-    assert mongodb._matches("shop.*", "shop.orders") and not mongodb._matches("shop.*", "shopx.orders")
-    assert mongodb._matches("sh\\*p.orders", "sh*p.orders") and not mongodb._matches("sh\\*p.orders", "shop.orders")
+    assert mongodb.ns_matches("shop.*", "shop.orders") and not mongodb.ns_matches("shop.*", "shopx.orders")
+    assert mongodb.ns_matches("sh\\*p.orders", "sh*p.orders") and not mongodb.ns_matches("sh\\*p.orders", "shop.orders")
 
 
 # Datafile backups --------------------------------------------------------------

@@ -1070,7 +1070,7 @@ def _object_of(manifest, base):
     raise EngineError("backup %s has no %s object" % (manifest["backup_id"], base))
 
 
-def _matches(pattern, namespace):
+def ns_matches(pattern, namespace):
     """Whether db.coll matches an --nsInclude pattern (``*`` any run of characters, ``\\`` escapes)."""
     regex, escaped = "", False
     for char in pattern:
@@ -1113,7 +1113,7 @@ def plan_dump_restore(repository, manifest, request, logs):
             continue
         for name in names or ():
             namespace = "%s.%s" % (db, name)
-            if not patterns or any(_matches(p, namespace) for p in patterns):
+            if not patterns or any(ns_matches(p, namespace) for p in patterns):
                 existing.append(namespace)
     if existing and not request.force:
         raise ConfigError(
@@ -1134,6 +1134,9 @@ def plan_dump_restore(repository, manifest, request, logs):
     if target_version and _major(target_version) != _major(manifest.get("engine_version")):
         warnings.append("the backup is of MongoDB %s and the target runs %s: MongoDB supports restoring a dump into the same major version"
                         % (manifest.get("engine_version"), target_version))
+    if request.force and not patterns:
+        warnings.append("force adds --drop, which also clears the users and roles of %s (admin.system.users, admin.system.roles) "
+                        "before those of the backup are restored" % conn.target())
     if patterns:
         warnings.append("collections restores the collections as dumped, without the dump's oplog replay (which covers every collection): "
                         "writes made during the dump to them may be missing")
