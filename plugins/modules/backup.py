@@ -372,6 +372,18 @@ EXAMPLES = r"""
       - metad0:9559=/usr/local/nebula/data/meta
     connection:
       password: "{{ nebula_root_password }}"
+- name: Dump a MongoDB replica set member with mongodump --oplog (experimental)
+  dataprotection.databases.backup:
+    repo:
+      type: local
+      path: /srv/backups
+    cluster: orders-rs
+    engine: mongodb
+    method: dump
+    connection:
+      host: mongo1.example.com
+      user: backup
+      password: "{{ mongodb_backup_password }}"
 """
 
 RETURN = r"""

@@ -350,6 +350,18 @@ EXAMPLES = r"""
     nodes: [storaged0:9779]
     data_dir: /usr/local/nebula/data/storage
     force: true
+- name: Restore a MongoDB replica set to a point in time from a dump and the archived oplog, through its primary (experimental)
+  dataprotection.databases.restore:
+    repo:
+      type: local
+      path: /srv/backups
+    cluster: orders-rs
+    engine: mongodb
+    restore_time: "2026-12-03T21:40:00Z"
+    connection:
+      host: mongo0.example.com
+      user: restorer
+      password: "{{ mongodb_restore_password }}"
 """
 
 RETURN = r"""
