@@ -75,14 +75,14 @@ description:
     before it is restored, then the archived oplog after the dump's point and before O(restore_time) is applied with
     C(mongorestore --oplogReplay --oplogLimit). A O(method=datafile) backup is extracted into O(data_dir) (mongod stopped; a
     directory a running mongod uses is refused), without the source's C(mongod.lock), owned by O(owner) (default C(mongodb))."
-  - "Milvus (O(method=milvus-export) backups, proven against milvus-lite's server mode): restores through pymilvus into the
+  - "Milvus (C(milvus-export) backups, proven against milvus-lite's server mode): restores through pymilvus into the
     server O(connection) names (no O(data_dir)). A collection of the backup that exists there is refused before anything
     changes unless O(force=true), which drops it first; O(collections) restores some of them. Each collection is created
     with the saved schema, its partitions, its rows inserted in batches, flushed, its indexes created and loaded, and its
     row count compared with the backup's. A collection with C(auto_id) primary keys is created with C(auto_id) off, because
     Milvus refuses explicit keys in an C(auto_id) collection, so that the restored rows keep their ids: new inserts into
     it must then give their ids (the result lists such collections under C(auto_id_disabled))."
-  - "Milvus (O(method=milvus-backup) backups, B(experimental): never run against the real tool): runs C(milvus-backup restore
+  - "Milvus (C(milvus-backup) backups, B(experimental): never run against the real tool): runs C(milvus-backup restore
     -n <name> --restore_index), with C(--drop_exist_collection) when O(force=true) (without it the tool refuses existing
     collections), with the configuration file named by O(backend) (its bucket must be the backup's) and the server of
     O(connection); C(milvus-backup) is found on PATH or in O(bin_dir)."
@@ -191,8 +191,8 @@ requirements:
   - "MongoDB: C(mongosh) and C(mongorestore) of MongoDB Database Tools 100.3.0 or newer (package mongodb-database-tools) for a dump"
   - "Weaviate: C(tar), for a backup held in the repository"
   - "Nebula Graph (O(method=nebula-br)): C(br) and C(nebula-console), a nebula-agent on every cluster host"
-  - "Milvus: the Python package pymilvus 2.5 or newer (C(pymilvus>=2.5)) for a O(method=milvus-export) backup; C(milvus-backup)
-    for a O(method=milvus-backup) backup"
+  - "Milvus: the Python package pymilvus 2.5 or newer (C(pymilvus>=2.5)) for a C(milvus-export) backup; C(milvus-backup)
+    for a C(milvus-backup) backup"
 seealso:
   - module: dataprotection.databases.backup
   - module: dataprotection.databases.backup_info
