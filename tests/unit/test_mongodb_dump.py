@@ -23,7 +23,9 @@ import io
 import json
 import os
 import pwd
+import shutil
 import struct
+import subprocess
 import sys
 
 import pytest
@@ -408,7 +410,7 @@ def test_datafile_must_run_on_the_mongod_host(server, spec):
     assert "run it on the mongod host" in caught.value.hint and server.state["lock_count"] == 0
 
 
-def test_datafile_restore_into_data_dir(server, spec, tmp_path, monkeypatch):
+def test_datafile_restore_into_data_dir(server, spec, tmp_path):
     make_dbpath(server.db_path)
     backup_id = run_backup(spec, dump_request(server, method="datafile"))["backup"]["backup_id"]
     target = tmp_path / "restored"
@@ -418,12 +420,22 @@ def test_datafile_restore_into_data_dir(server, spec, tmp_path, monkeypatch):
     assert not (target / "mongod.lock").exists() and not (target / "diagnostic.data").exists()
     with pytest.raises(ConfigError, match="is not empty"):
         run_restore(spec, restore_request(server, backup_id, target=str(target), owner=ME))
-    # A running mongod's lock file is refused even with force.
-    (target / "mongod.lock").write_text("%d\n" % os.getpid())
-    monkeypatch.setattr(mongodb, "_mongod_running", lambda path: "mongod (pid %d) runs on it" % os.getpid())
-    with pytest.raises(ConfigError, match="is in use"):
-        run_restore(spec, restore_request(server, backup_id, target=str(target), owner=ME, force=True))
+    # A running mongod's lock file is refused even with force (a process named mongod whose pid the lock file holds).
+    sleeper = str(tmp_path / "mongod")
+    shutil.copy(shutil.which("sleep"), sleeper)
+    proc = subprocess.Popen([sleeper, "60"])
+    try:
+        (target / "mongod.lock").write_text("%d\n" % proc.pid)
+        with pytest.raises(ConfigError, match="is in use: mongod \\(pid %d\\) runs on it" % proc.pid):
+            run_restore(spec, restore_request(server, backup_id, target=str(target), owner=ME, force=True))
+    finally:
+        proc.kill()
+        proc.wait()
     assert (target / "collection-0-1.wt").exists()
+    # Once it is gone, force replaces the directory's contents.
+    (target / "stale").write_text("x")
+    run_restore(spec, restore_request(server, backup_id, target=str(target), owner=ME, force=True))
+    assert not (target / "stale").exists() and not (target / "mongod.lock").exists() and (target / "WiredTiger").exists()
 
 
 # Point-in-time restore: a dump, then the archived oplog replayed up to restore_time ------------------------------
