@@ -221,7 +221,7 @@ def test_dump_streams_the_archive_and_records_the_oplog_point(server, spec):
     assert [o["name"] for o in manifest["objects"]] == ["dump.archive.zst"]
     dump = server.runs("mongodump")[0]
     config = [a for a in dump["argv"] if a.startswith("--config=")][0][len("--config="):]
-    assert dump["argv"] == ["--uri=mongodb://backup@db1.example.net:27017/admin?directConnection=true&serverSelectionTimeoutMS=15000"
+    assert dump["argv"] == ["--uri=mongodb://backup@db1.example.net:27017/?directConnection=true&serverSelectionTimeoutMS=15000"
                             "&appName=dataprotection.databases&authSource=admin", "--config=%s" % config, "--oplog", "--archive"]
     assert dump["config"] == {"mode": "600", "keys": ["password"]} and not os.path.exists(config)
     assert not any(PASSWORD in json.dumps(r) for r in server.runs())
@@ -350,6 +350,13 @@ def test_user_without_password_is_refused(server, spec, monkeypatch):
     with pytest.raises(ConfigError, match="without connection.password"):
         run_backup(spec, dump_request(server, password=None))
     assert not server.runs("mongodump")
+
+
+def test_tools_connection_strings_carry_no_database_path():
+    uri = mongodb.tools_uri(mongodb.Connection({"socket": "/run/mongodb/mongod.sock", "user": "b@ck up", "database": "users", "tls": True}))
+    assert uri == ("mongodb://b%40ck%20up@%2Frun%2Fmongodb%2Fmongod.sock/?directConnection=true&serverSelectionTimeoutMS=15000"
+                   "&appName=dataprotection.databases&tls=true&authSource=users")
+    assert mongodb.tools_uri(mongodb.Connection({"host": "::1", "port": 27018})).startswith("mongodb://[::1]:27018/?directConnection=true")
 
 
 def test_ns_include_patterns_match_as_mongorestore_reads_them():

@@ -888,12 +888,16 @@ def tools_version(path):
 
 
 def tools_uri(conn):
-    """The connection string of mongodump / mongorestore: the user, never the password (that goes in the --config file)."""
-    uri = conn.uri()
+    """The connection string of mongodump / mongorestore: the user, never the password (that goes in the --config file),
+    and no database path: the tools read a database there as --db, which would limit what is dumped or restored (and
+    mongodump --oplog refuses a dump of one database).  The authentication database goes in authSource."""
+    base, query = conn.uri().split("?", 1)
+    where = base[len("mongodb://"):].rsplit("/", 1)[0]
+    user = ""
     if conn.user:
-        uri = uri.replace("mongodb://", "mongodb://%s@" % quote(conn.user, safe=""), 1)
-        uri += "&authSource=%s" % quote(conn.database, safe="")
-    return uri
+        user = "%s@" % quote(conn.user, safe="")
+        query += "&authSource=%s" % quote(conn.database, safe="")
+    return "mongodb://%s%s/?%s" % (user, where, query)
 
 
 class ToolsConfig(object):
