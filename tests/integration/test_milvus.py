@@ -223,7 +223,7 @@ def test_export_drop_restore_same_rows_and_searches(spec, milvus_server):
     assert len(all_rows(client, "docs", "id")) == ROWS
 
 
-def test_refusals_store_nothing(spec, milvus_server):
+def test_refusals_store_nothing(spec, milvus_server, monkeypatch):
     client = client_of(milvus_server)
     DataType = pymilvus.DataType
     schema = pymilvus.MilvusClient.create_schema(auto_id=False)
@@ -254,6 +254,14 @@ def test_refusals_store_nothing(spec, milvus_server):
         restore(spec, milvus_server, done["backup"]["backup_id"], collections=["nothere"])
     plan = restore(spec, milvus_server, done["backup"]["backup_id"], force=True, check_mode=True)["plan"]
     assert plan["replaces"] == ["default.fine"] and "restored" not in plan
+    assert client.has_collection("fine")
+
+    # A restore whose row count check fails leaves no half-restored collection behind.
+    monkeypatch.setattr(milvus_native, "_count", lambda conn, database, name: 999)
+    client.drop_collection("fine")
+    with pytest.raises(EngineError, match="holds 999 rows after the restore, the backup 1"):
+        restore(spec, milvus_server, done["backup"]["backup_id"])
+    assert not client.has_collection("fine")
 
 
 def test_partition_key_collection(spec, milvus_server):

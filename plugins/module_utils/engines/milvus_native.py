@@ -602,48 +602,62 @@ def run_import(repository, manifest, request):
     batch_size = _batch_size(request.options)
     restored = []
     for saved in _selected(manifest, request.options):
-        database, name, schema = saved["database"], saved["name"], saved["schema"]
+        database, name = saved["database"], saved["name"]
         if database != DEFAULT_DATABASE and database not in conn.do(DEFAULT_DATABASE, "list_databases", "list_databases"):
             conn.do(DEFAULT_DATABASE, "create_database %s" % database, "create_database", database)
         if conn.do(database, "has_collection %s" % name, "has_collection", name):
             conn.do(database, "drop_collection %s" % name, "drop_collection", name)
-        kwargs = {}
-        if saved.get("partition_key") and schema.get("num_partitions"):
-            kwargs["num_partitions"] = int(schema["num_partitions"])
-        if schema.get("consistency_level"):
-            kwargs["consistency_level"] = schema["consistency_level"]
-        if schema.get("num_shards"):
-            kwargs["shards_num"] = int(schema["num_shards"])
-        conn.do(database, "create_collection %s" % name, "create_collection", name, schema=build_schema(module, schema), **kwargs)
-        if not saved.get("partition_key"):
-            present = set(conn.do(database, "list_partitions %s" % name, "list_partitions", name) or [])
-            for partition in saved["partitions"]:
-                if partition not in present:
-                    conn.do(database, "create_partition %s.%s" % (name, partition), "create_partition", name, partition)
-        sparse_fields = set(f["name"] for f in schema["fields"] if f.get("type") == "SPARSE_FLOAT_VECTOR")
-        inserted = 0
-        for entry in saved["objects"]:
-            record = _record(manifest, entry["object"])
-            for batch in _rows(repository, manifest, record, batch_size, sparse_fields):
-                extra = {"partition_name": entry["partition"]} if entry.get("partition") else {}
-                conn.do(database, "insert into %s" % name, "insert", name, batch, **extra)
-                inserted += len(batch)
-        conn.do(database, "flush %s" % name, "flush", name)
-        if saved["indexes"]:
-            params = conn.do(database, "prepare_index_params", "prepare_index_params")
-            for index in saved["indexes"]:
-                extra = dict((k, index[k]) for k in ("index_name", "index_type", "metric_type") if index.get(k))
-                params.add_index(field_name=index["field_name"], params=dict(index.get("params") or {}), **extra)
-            conn.do(database, "create_index on %s" % name, "create_index", name, params)
-        conn.do(database, "load_collection %s" % name, "load_collection", name)
-        counted = _count(conn, database, name)
-        if inserted != saved["row_count"] or (counted is not None and counted != saved["row_count"]):
-            raise EngineError("collection %s (database %s) holds %s rows after the restore, the backup %d (%d inserted)"
-                              % (name, database, counted, saved["row_count"], inserted),
-                              hint="Restore again with force: true into a server nobody writes to")
-        restored.append({"database": database, "name": name, "rows": counted if counted is not None else inserted,
-                         "indexes": [i["index_name"] for i in saved["indexes"]], "partitions": saved["partitions"]})
+        try:
+            restored.append(_import_collection(conn, module, repository, manifest, saved, batch_size))
+        except BaseException:
+            # No half-restored collection is left that looks usable.
+            try:
+                conn.do(database, "drop_collection %s" % name, "drop_collection", name)
+            except EngineError:
+                pass
+            raise
     return {"server": conn.uri, "collections": restored, "auto_id_disabled": plan["auto_id_disabled"], "replaced": plan["replaces"]}
+
+
+def _import_collection(conn, module, repository, manifest, saved, batch_size):
+    """Create one collection as saved, insert its rows, flush, index, load and count it."""
+    database, name, schema = saved["database"], saved["name"], saved["schema"]
+    kwargs = {}
+    if saved.get("partition_key") and schema.get("num_partitions"):
+        kwargs["num_partitions"] = int(schema["num_partitions"])
+    if schema.get("consistency_level"):
+        kwargs["consistency_level"] = schema["consistency_level"]
+    if schema.get("num_shards"):
+        kwargs["shards_num"] = int(schema["num_shards"])
+    conn.do(database, "create_collection %s" % name, "create_collection", name, schema=build_schema(module, schema), **kwargs)
+    if not saved.get("partition_key"):
+        present = set(conn.do(database, "list_partitions %s" % name, "list_partitions", name) or [])
+        for partition in saved["partitions"]:
+            if partition not in present:
+                conn.do(database, "create_partition %s.%s" % (name, partition), "create_partition", name, partition)
+    sparse_fields = set(f["name"] for f in schema["fields"] if f.get("type") == "SPARSE_FLOAT_VECTOR")
+    inserted = 0
+    for entry in saved["objects"]:
+        record = _record(manifest, entry["object"])
+        for batch in _rows(repository, manifest, record, batch_size, sparse_fields):
+            extra = {"partition_name": entry["partition"]} if entry.get("partition") else {}
+            conn.do(database, "insert into %s" % name, "insert", name, batch, **extra)
+            inserted += len(batch)
+    conn.do(database, "flush %s" % name, "flush", name)
+    if saved["indexes"]:
+        params = conn.do(database, "prepare_index_params", "prepare_index_params")
+        for index in saved["indexes"]:
+            extra = dict((k, index[k]) for k in ("index_name", "index_type", "metric_type") if index.get(k))
+            params.add_index(field_name=index["field_name"], params=dict(index.get("params") or {}), **extra)
+        conn.do(database, "create_index on %s" % name, "create_index", name, params)
+    conn.do(database, "load_collection %s" % name, "load_collection", name)
+    counted = _count(conn, database, name)
+    if inserted != saved["row_count"] or (counted is not None and counted != saved["row_count"]):
+        raise EngineError("collection %s (database %s) holds %s rows after the restore, the backup %d (%d inserted)"
+                          % (name, database, counted, saved["row_count"], inserted),
+                          hint="Restore again with force: true into a server nobody writes to; the collection was dropped")
+    return {"database": database, "name": name, "rows": counted if counted is not None else inserted,
+            "indexes": [i["index_name"] for i in saved["indexes"]], "partitions": saved["partitions"]}
 
 
 # milvus-backup (EXPERIMENTAL) ----------------------------------------------------------
