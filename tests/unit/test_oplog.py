@@ -357,6 +357,30 @@ def test_windows_and_positions(archived):
     ]
 
 
+def test_positions_at_the_edges_of_slices(archived):
+    index = oplog.load(archived.repo, "catalog")
+    chain_a = "%d_1" % ts_of(0)[0]
+    assert oplog.position(base("x", 10, 9), index) == (chain_a, 0)      # the last entry of slice 0
+    assert oplog.position(base("x", 11, 10), index) == (chain_a, 1)     # the first entry of slice 1
+    assert oplog.position(dict(base("x", 11, 10), positions={"oplog_ts": {"t": ts_of(10)[0], "i": 2}}), index) == (chain_a, 1)  # in its range
+    assert oplog.position(base("x", 36, 35), index) is None             # in the break between the chains
+    assert oplog.position(base("x", 70, 69), index) is None             # not archived yet
+    assert oplog.position(dict(base("x", 1, 0), positions={}), index) is None
+
+
+def test_two_slices_under_one_number_the_one_reaching_further_is_used(tmp_path):
+    repo = LocalRepo({"path": str(tmp_path)})
+    for last_k in (12, 15):
+        name = oplog.slice_name(1, ts_of(10), ts_of(last_k))
+        times = (logarchive.to_micros(wall_of(10)), logarchive.to_micros(wall_of(last_k)))
+        repo.put_bytes("catalog/logs/oplog/%d_1/%s-%064x-%s-%s.zst" % ((ts_of(0)[0], name, last_k) + times), b"")
+    repo.put_bytes("catalog/logs/oplog/README", b"not a slice")
+    repo.put_bytes("catalog/logs/oplog/not-a-chain/00000000.1_1.2_1-%064x-1-2.zst" % 0, b"")
+    index = oplog.load(repo, "catalog")
+    assert list(index) == ["%d_1" % ts_of(0)[0]] and index["%d_1" % ts_of(0)[0]][1]["last_ts"] == ts_of(15)
+    assert oplog.head(index)["last"] == wall_of(15)
+
+
 @pytest.mark.parametrize("target_k,chosen,slices", [
     (12, B1, [0, 1]),       # B2 ended after the target
     (16, B2, [1]),

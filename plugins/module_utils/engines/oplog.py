@@ -241,13 +241,14 @@ def _bases(manifests):
 
 
 # The sorted slices of the last index ``position`` searched: windows and retention ask once per base.
-_SORTED = {"index": None, "firsts": [], "slices": []}
+_SORTED = {"index": None, "count": None, "firsts": [], "slices": []}
 
 
 def _sorted_slices(index):
-    if _SORTED["index"] is not index:
+    count = sum(len(files) for files in index.values())
+    if _SORTED["index"] is not index or _SORTED["count"] != count:
         slices = sorted((found for files in index.values() for found in files.values()), key=lambda e: e["first_ts"])
-        _SORTED.update(index=index, firsts=[e["first_ts"] for e in slices], slices=slices)
+        _SORTED.update(index=index, count=count, firsts=[e["first_ts"] for e in slices], slices=slices)
     return _SORTED["firsts"], _SORTED["slices"]
 
 
