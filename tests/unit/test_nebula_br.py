@@ -222,6 +222,18 @@ def test_br_failure_without_its_cleanup_runs_br_cleanup(fakes, s3spec):
     assert keys(s3spec, CLUSTER + "/") == []
 
 
+def test_br_past_operation_timeout_is_stopped_and_its_backup_cleaned(fakes, s3spec):
+    fakes.br.update(hang=60)
+    with pytest.raises(EngineError) as caught:
+        run_backup(s3spec, request(fakes, operation_timeout=6))
+    message = caught.value.message
+    assert "did not finish within 6 seconds" in message and "br cleanup --name BACKUP_" in message and " done" in message
+    # The killed run recorded nothing; the cleanup run did, with the name of the directory br had started.
+    (argv,) = br_calls(fakes)
+    assert argv[:4] == ["cleanup", "--meta", "metad0:9559", "--storage"] and argv[argv.index("--name") + 1].startswith("BACKUP_")
+    assert keys(s3spec, CLUSTER + "/") == []
+
+
 def test_br_that_cannot_reach_meta_names_no_backup(fakes, s3spec):
     fakes.br.update(fail="meta")
     with pytest.raises(EngineError) as caught:

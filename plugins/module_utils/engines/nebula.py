@@ -119,7 +119,13 @@ import tempfile
 import time
 
 from ansible_collections.dataprotection.databases.plugins.module_utils import hostfiles, tools
-from ansible_collections.dataprotection.databases.plugins.module_utils.errors import ConfigError, EngineError, RepositoryError, ToolError
+from ansible_collections.dataprotection.databases.plugins.module_utils.errors import (
+    ConfigError,
+    DataProtectionError,
+    EngineError,
+    RepositoryError,
+    ToolError,
+)
 from ansible_collections.dataprotection.databases.plugins.module_utils.engines import volume
 from ansible_collections.dataprotection.databases.plugins.module_utils.quiesce import Quiesce
 from ansible_collections.dataprotection.databases.plugins.module_utils.timeutil import utcnow
@@ -662,15 +668,20 @@ class BrRun(object):
 
 
 def _cleanup(runner, target, name, own_cleanup_done):
-    """Remove a failed BR backup: ``br cleanup --name`` (unless BR's own cleanup said it worked), then whatever is left in the bucket."""
+    """Remove a failed BR backup: ``br cleanup --name`` (unless BR's own cleanup said it worked), then whatever is left in the bucket.
+
+    Never raises: returns what was done, for the error message of the failed backup."""
     said = "BR cleaned up %s itself" % name if own_cleanup_done else None
-    if not own_cleanup_done:
-        out, err, rc = runner.run(["cleanup"], ["--name", name])
-        said = "br cleanup --name %s %s" % (name, "done" if rc == 0 else "failed (exit %d): %s" % (rc, _tail(err or out, 4)))
-    left = target.files(name)
-    if left:
-        target.delete(name)
-        said += "; %d files left in the repository were deleted" % len(left)
+    try:
+        if not own_cleanup_done:
+            out, err, rc = runner.run(["cleanup"], ["--name", name])
+            said = "br cleanup --name %s %s" % (name, "done" if rc == 0 else "failed (exit %d): %s" % (rc, _tail(err or out, 4)))
+        left = target.files(name)
+        if left:
+            target.delete(name)
+            said += "; %d files left in the repository were deleted" % len(left)
+    except DataProtectionError as exc:
+        said = "%s; removing %s failed: %s (remove it with br cleanup --name %s)" % (said or "cleanup", name, target.scrub(exc.message), name)
     return said
 
 
@@ -689,7 +700,13 @@ def run_backup(request, ctx):
     extra = []
     for space in wanted:
         extra += ["--spaces", space]
-    out, err, rc = runner.run(["backup", "full"], extra)
+    try:
+        out, err, rc = runner.run(["backup", "full"], extra)
+    except EngineError as exc:
+        # br did not finish (operation_timeout): a backup it started is named by its new directory only.
+        new = sorted(target.names() - before)
+        exc.message += "; %s" % "; ".join(_cleanup(runner, target, n, False) for n in new) if new else ""
+        raise
     name = _br_name(out) or _br_name(err)
     if name is None:
         new = sorted(target.names() - before)
