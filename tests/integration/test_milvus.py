@@ -105,6 +105,7 @@ def populate(client):
     index.add_index("emb", index_type="FLAT", metric_type="COSINE")
     client.create_collection("plain", schema=schema, index_params=index)
     client.insert("plain", [{"key": "k%03d" % n, "emb": [n + 0.5, 1.0 / (n + 1), -n, 3.0]} for n in range(40)])
+    client.alter_collection_properties("plain", properties={"collection.ttl.seconds": 315360000})
     client.flush("docs")
     client.flush("plain")
 
@@ -201,6 +202,7 @@ def test_export_drop_restore_same_rows_and_searches(spec, milvus_server):
         assert other.pop("sp") == row.pop("sp")
         assert other == row
     assert all_rows(client, "plain", "key") == before_plain
+    assert client.describe_collection("plain")["properties"] == {"collection.ttl.seconds": "315360000"}
     assert partition_keys(client, "docs", "recent", "id") == before_recent
     # Same ids in the same order; the distances agree to float32 rounding (milvus-lite's float32 arithmetic may sum in another
     # order over another segment layout: a few units in the last place), and the vectors themselves are bit-identical (above).

@@ -35,8 +35,10 @@ collections are not one point in time together (``consistency: collection``).
 
 Restore (into the server ``connection`` names) refuses a collection that
 already exists unless ``force: true`` (which drops it first), then creates it
-with the saved schema, its partitions, inserts the rows in batches, flushes,
-creates the indexes, loads it and compares the row count with the manifest.
+with the saved schema and properties (TTL, mmap, ...), its partitions, inserts
+the rows in batches, flushes, creates the indexes, loads it and compares the
+row count with the manifest; a collection whose restore fails is dropped
+again, so that no half-restored collection looks usable.
 Decision on ``auto_id``: Milvus refuses explicit primary keys in an auto_id
 collection, so a collection exported with ``auto_id: true`` is restored with
 ``auto_id: false`` and its original ids (vector ids are what applications
@@ -630,6 +632,9 @@ def _import_collection(conn, module, repository, manifest, saved, batch_size):
     if schema.get("num_shards"):
         kwargs["shards_num"] = int(schema["num_shards"])
     conn.do(database, "create_collection %s" % name, "create_collection", name, schema=build_schema(module, schema), **kwargs)
+    if schema.get("properties"):
+        # Collection properties (TTL, mmap, ...) as they were.
+        conn.do(database, "alter_collection_properties %s" % name, "alter_collection_properties", name, properties=dict(schema["properties"]))
     if not saved.get("partition_key"):
         present = set(conn.do(database, "list_partitions %s" % name, "list_partitions", name) or [])
         for partition in saved["partitions"]:
