@@ -15,9 +15,10 @@ Needs the Python package pymilvus (2.5 or later; requirement line
    auto_id, nullable, default values, partition key, dynamic field,
    functions), its indexes (``describe_index``) and its partitions;
 3. reads its rows partition by partition with ``query_iterator`` (batches of
-   ``batch_size`` rows, option ``parallel`` is not used) and streams them into
-   one repository object per partition, never holding more than a batch:
-   ``milvus/<database>/<collection>/<n>.jsonl``, one JSON object per row.
+   1000 rows, or ``batch_size`` of the request's options, which the modules
+   do not expose) and streams them into one repository object per partition,
+   never holding more than a batch:
+   ``milvus/<database>/<collection>/part-<n>.jsonl``, one JSON object per row.
 
 Row layout: every field under its name, dynamic fields as extra keys.  Float
 vectors, FLOAT and DOUBLE values are JSON numbers written with Python's
