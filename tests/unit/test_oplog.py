@@ -5,12 +5,13 @@
 
 No MongoDB can run on the test machines.  The oplog entries are real BSON
 documents built with the ``bson`` package (test-only), shaped like the entries
-MongoDB's manual and server source describe for 4.4 to 7.0: ``op`` (i, u, d,
-c, n), ``ns``, ``ui`` (a UUID), ``o``, ``o2``, ``ts`` (a Timestamp), ``t`` (the
-term, a long), ``v`` (2), ``wall`` (a UTC datetime), ``h`` on 4.4, updates as
-``$v: 2`` diffs, transactions as ``applyOps`` commands with ``lsid``,
-``txnNumber`` and ``prevOpTime``, and the periodic no-op ``{msg: "periodic
-noop"}``.  mongodump is replaced by fixtures/mongodb/oplog-mongodump (its
+MongoDB 4.4 to 7.0 write (the manual's example entry on its appendOplogNote
+page, the server's oplog_entry.idl field list): ``op`` (i, u, d, c, n), ``ns``,
+``ui`` (a UUID), ``o``, ``o2``, ``ts`` (a Timestamp), ``t`` (the term, a long),
+``v`` (2), ``wall`` (a UTC datetime, milliseconds), on 4.4 ``h: 0`` and ``ts``
+first, on 5.0+ ``ts`` after the operation; updates as ``$v: 2`` diffs,
+transactions as ``applyOps`` commands with ``lsid``, ``txnNumber`` and
+``prevOpTime``, and the periodic no-op ``{msg: "periodic noop"}``.  mongodump is replaced by fixtures/mongodb/oplog-mongodump (its
 behaviour is taken from the MongoDB Database Tools documentation of mongodump
 and the mongo-tools source of its ``--config`` parsing; see its docstring),
 serving a BSON oplog file the tests append to and cut the head of (a
@@ -77,10 +78,18 @@ def entry(k, kind="insert", version="7.0", i=1, payload=None):
                       {"op": "u", "ns": "shop.orders", "ui": UI, "o": {"$v": 2, "diff": {"d": {"note": False}}}, "o2": {"_id": k - 1}}]
         doc.update(lsid={"id": UI, "uid": Binary(b"\x01" * 32)}, txnNumber=Int64(3), op="c", ns="admin.$cmd", o={"applyOps": operations},
                    prevOpTime={"ts": Timestamp(0, 0), "t": Int64(-1)})
+    if version == "4.4":
+        # 4.2 and 4.4 write ts, t, h (always 0 since 4.2), v first, then the operation with wall before o.
+        head = {"ts": Timestamp(seconds, i), "t": Int64(5), "h": Int64(0), "v": 2}
+        for key in ("lsid", "txnNumber", "op", "ns", "ui"):
+            if key in doc:
+                head[key] = doc.pop(key)
+        head["wall"] = at(seconds, 250)
+        head.update(doc)
+        return bson.encode(head)
+    # 5.0 to 7.0 write the operation first, then ts, t, v (a long) and wall.
     doc["ts"] = Timestamp(seconds, i)
     doc["t"] = Int64(5)
-    if version == "4.4":
-        doc["h"] = Int64(0)
     doc["v"] = Int64(2)
     doc["wall"] = at(seconds, 250)
     return bson.encode(doc)
@@ -102,6 +111,7 @@ class Oplog(object):
 
     def __init__(self, path):
         self.path = path
+        self.version = "7.0"
         self.docs = []
         self.write()
 
@@ -111,7 +121,7 @@ class Oplog(object):
                 handle.write(doc)
 
     def append(self, first, last, payload=None):
-        self.docs.extend(entry(k, "insert" if payload else KINDS[k % len(KINDS)], payload=payload) for k in range(first, last + 1))
+        self.docs.extend(entry(k, "insert" if payload else KINDS[k % len(KINDS)], self.version, payload=payload) for k in range(first, last + 1))
         self.write()
 
     def cut_head(self, keep_from):
@@ -222,7 +232,9 @@ def names(index):
     return dict((chain, [(e["first_ts"], e["last_ts"]) for n, e in sorted(files.items())]) for chain, files in index.items())
 
 
-def test_contiguous_passes_make_one_chain(repository, server):
+@pytest.mark.parametrize("version", ["4.4", "7.0"])
+def test_contiguous_passes_make_one_chain(repository, server, version):
+    server.version = version
     server.append(0, 5)
     first = ship(repository, server)
     assert first["gap"] is None and len(first["shipped"]) == 1
