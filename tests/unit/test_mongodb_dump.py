@@ -495,3 +495,35 @@ def test_point_in_time_restore_replays_the_oplog_up_to_the_time(server, spec, mo
 def test_windows_start_from_dump_bases_only(server, spec):
     manifests = [{"method": "datafile", "engine": "mongodb", "positions": {"oplog_ts": {"t": 1, "i": 1}}}]
     assert mongodb.windows(LocalRepo({"path": spec["path"]}), "orders", manifests) == []
+
+
+def test_the_backup_and_restore_modules_through_ansible_playbook(server, spec):
+    """The modules end to end against the fakes: check mode changes nothing, a wrong password fails clearly and stores
+    nothing, a dump restores by id through the server (no data_dir), and the password appears in no result."""
+    from harness.playbook import run_tasks  # pylint: disable=import-outside-toplevel
+
+    args = dict(repo=spec, cluster="orders", engine="mongodb", method="dump", connection=server.connection())
+    results = run_tasks([
+        {"name": "Plan", "dataprotection.databases.backup": args, "register": "planned", "check_mode": True},
+        {"name": "Refused", "dataprotection.databases.backup": dict(args, connection=server.connection(password="Not-It-42")), "register": "refused"},
+        {"name": "Backup", "dataprotection.databases.backup": args, "register": "taken"},
+    ]).results
+    assert not results["planned"].get("failed"), results["planned"]
+    assert results["planned"]["plan"]["replica_set"] == "rs0" and results["planned"]["plan"]["tool_version"] == "100.9.4"
+    assert results["refused"]["failed"] and "refused user backup: wrong user name or password" in results["refused"]["msg"]
+    taken = results["taken"]
+    assert not taken.get("failed"), taken
+    assert taken["backup"]["method"] == "dump" and taken["backup"]["positions"]["oplog_ts"] == {"t": T0, "i": 7}
+    assert [r["argv"][2:] for r in server.runs("mongodump")] == [["--oplog", "--archive"]]
+    expected = server.state["databases"]
+    empty_target(server)
+    restore = dict(repo=spec, cluster="orders", engine="mongodb", backup_id=taken["backup"]["backup_id"], connection=server.connection())
+    results = run_tasks([
+        {"name": "Plan the restore", "dataprotection.databases.restore": restore, "register": "plan", "check_mode": True},
+        {"name": "Restore", "dataprotection.databases.restore": restore, "register": "restored"},
+    ]).results
+    assert not results["plan"].get("failed") and results["plan"]["plan"]["oplog_replay"] is True, results["plan"]
+    assert not results["restored"].get("failed"), results["restored"]
+    assert results["restored"]["restored"]["documents"] == {"restored": 3, "failed": 0} and server.state["databases"] == expected
+    assert len(server.runs("mongorestore")) == 1
+    assert PASSWORD not in json.dumps(results) and PASSWORD not in json.dumps(taken)
