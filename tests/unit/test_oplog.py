@@ -562,8 +562,20 @@ def test_mongodump_gets_its_password_from_a_0600_config_file(repository, server)
     ship(repository, server)
     run = server.dumps()[0]
     assert run["config_keys"] == ["uri"] and run["user"] == "backup" and run["config_mode"] == "0o600"
+    assert run["uri_path"] == "/" and "authSource=admin" in run["uri_query"].split("&") and "directConnection=true" in run["uri_query"].split("&")
     assert not any(PASSWORD in arg for arg in run["argv"])
     assert [a for a in run["argv"] if not a.startswith("--config=")] == ["--db=local", "--collection=oplog.rs", "--out=-", "--quiet"]
+
+
+@pytest.mark.parametrize("params,uri", [
+    ({"host": "db1", "port": 27018}, "mongodb://db1:27018/?directConnection=true"),
+    ({"host": "db1", "user": "b@ck", "password": "p:w/d", "database": "ops"}, "mongodb://b%40ck:p%3Aw%2Fd@db1:27017/?directConnection=true"),
+    ({"socket": "/run/mongodb/mongodb-27017.sock", "user": "backup", "password": "x"}, "mongodb://backup:x@%2Frun%2Fmongodb%2Fmongodb-27017.sock/?"),
+])
+def test_the_dump_connection_string_has_no_database_path(params, uri):
+    found = oplog.dump_uri(oplog._connection(params))  # pylint: disable=protected-access
+    assert found.startswith(uri)
+    assert ("&authSource=%s" % params.get("database", "admin") in found) == bool(params.get("user"))
 
 
 def test_another_replica_set_under_the_cluster_is_refused(repository, server):

@@ -474,15 +474,23 @@ def find_dump(bin_dir=None):
     return tools.find_tool("mongodump", TOOL_DIRS, package=TOOL_PACKAGE)
 
 
-def dump_config(conn, directory):
-    """A mongodump ``--config`` file (YAML, mode 0600) holding the connection string with the credentials."""
+def dump_uri(conn):
+    """mongodump's connection string: the credentials, the authentication database as authSource, and no database
+    path (mongo-tools read a database there as --db and refuse one that differs from --db=local)."""
     from urllib.parse import quote  # pylint: disable=import-outside-toplevel
 
-    uri = conn.uri()
+    base, query = conn.uri().split("?", 1)
+    where = base[len("mongodb://"):].split("/", 1)[0]
+    credentials = ""
     if conn.user:
         credentials = quote(conn.user, safe="") + (":" + quote(conn.password, safe="") if conn.password else "") + "@"
-        uri = uri.replace("mongodb://", "mongodb://" + credentials, 1)
-        uri += "&authSource=%s" % quote(conn.database, safe="")
+        query += "&authSource=%s" % quote(conn.database, safe="")
+    return "mongodb://%s%s/?%s" % (credentials, where, query)
+
+
+def dump_config(conn, directory):
+    """A mongodump ``--config`` file (YAML, mode 0600) holding the connection string with the credentials."""
+    uri = dump_uri(conn)
     path = os.path.join(directory, "mongodump.yaml")
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
