@@ -22,15 +22,19 @@ options:
     elements: str
   backend:
     description:
-      - "Weaviate (O(method=weaviate-backup)): the server's backup module to use, V(filesystem) or V(s3)
+      - "Weaviate (C(weaviate-backup)): the server's backup module to use, V(filesystem) or V(s3)
         (C(backup-filesystem), C(backup-s3)); the module must be enabled on the server."
-      - "Nebula (O(method=nebula-br)): where the BR tool writes, V(s3) (the repository's S3 bucket) or V(local)."
+      - "Nebula (C(nebula-br)): V(s3) - the BR tool writes into the repository's S3 bucket (the default for an S3 repository) -
+        or V(local) - C(CREATE SNAPSHOT) checkpoints of the storage hosts on this machine are streamed into the repository."
+      - "Milvus (C(milvus-backup)): the path of the milvus-backup tool's C(backup.yaml); a private copy with the connection's
+        settings is used for the run."
     type: str
   nodes:
     description:
-      - "Qdrant: the base URLs of every node of a cluster (each node's collections and shards are snapshotted on that node).
-        Read from the cluster API when omitted."
-      - "Nebula: the storage hosts (C(host:port)) whose checkpoints to take. Read from C(SHOW HOSTS STORAGE) when omitted."
+      - "Qdrant: the REST base URLs of every node of a cluster (each node's shards are snapshotted on that node). A cluster of
+        more than one peer is refused without it: the cluster API names the peers' internal addresses only."
+      - "Nebula (V(local) backend): the hosts on this machine and their data paths, as C(host:port=<data path>[,<data path>]);
+        required. On restore, the one node to restore into O(data_dir)."
     type: list
     elements: str
   operation_timeout:

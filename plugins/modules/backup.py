@@ -17,9 +17,12 @@ description:
     compression and (for an encrypted repository) encryption, with no staging copy on local disk.
   - The backup's manifest is written last; until it exists the backup does not exist, and a failed backup leaves nothing behind.
   - Only one writer works on a cluster at a time (a lease in the repository); a second one is refused, naming the first.
-  - "Implemented in this version: O(engine=postgresql) with O(method=pg-basebackup), O(engine=mysql) with
-    O(method=xtrabackup), O(engine=redis) with O(method=datafile) and O(engine=prometheus) with O(method=tsdb-snapshot).
-    Other engines and methods of the support matrix are refused with a clear message until they are implemented."
+  - "Implemented in this version: PostgreSQL C(pg-basebackup), MySQL/MariaDB C(xtrabackup), Redis C(datafile), Prometheus
+    C(tsdb-snapshot), MongoDB C(dump) and C(datafile), Qdrant C(qdrant-snapshot), Weaviate C(weaviate-backup), Milvus
+    C(milvus-export) and C(milvus-backup), Nebula Graph C(nebula-br), and C(volume-snapshot) for every engine. The MongoDB,
+    Qdrant, Weaviate, Nebula Graph and C(milvus-backup) methods are B(experimental): no such server or tool runs where the
+    collection is tested, and they are tested against fakes built from their published APIs (see the collection's
+    docs/engines.md). C(milvus-export) is tested against a real Milvus (milvus-lite's server mode)."
   - "PostgreSQL: runs C(pg_basebackup -D - -F tar -X fetch -c fast) and records the WAL start and stop points, the timeline,
     the server version and the system identifier. The server needs C(wal_level=replica) (or C(logical)) and a
     C(pg_hba.conf) entry allowing replication connections for O(connection.user). Keep enough WAL (C(wal_keep_size), or

@@ -58,7 +58,7 @@ description:
     into the target's C(BACKUP_FILESYSTEM_PATH) (a directory on this host: run on the Weaviate host) and removed from there
     afterwards. Weaviate restores no class that exists: such classes are refused before anything changes unless
     O(force=true), which deletes them on the target first."
-  - "Nebula Graph (O(method=nebula-br) backups, B(experimental): never run against a real Nebula Graph or BR): runs
+  - "Nebula Graph (C(method: nebula-br) backups, B(experimental): never run against a real Nebula Graph or BR): runs
     C(br restore full --meta <addr> --storage s3://... --name <BACKUP_...>) with the repository's S3 flags against the cluster
     O(connection) names (graphd; the meta address is read with C(SHOW HOSTS META); no O(data_dir)). BR stops the cluster's meta
     and storage services through its agents and replaces the data of every graph space, so O(force=true) is required; the
@@ -67,13 +67,13 @@ description:
   - "Nebula Graph O(backend=local) backups (B(experimental)): one node per run (O(nodes) names it when the backup holds several)
     into O(data_dir), the data path of that node's stopped storaged or metad: the checkpoint's C(data) and C(wal) become
     C(nebula/<space id>/data) and C(wal). Restore every node this way on its own host, then start metad, then storaged yourself."
-  - "MongoDB (B(experimental): never run against a real MongoDB or its tools): a O(method=dump) backup restores through the
+  - "MongoDB (B(experimental): never run against a real MongoDB or its tools): a C(method: dump) backup restores through the
     server O(connection) names (no O(data_dir)) with C(mongorestore --archive --oplogReplay) fed from the repository, so the
     data is consistent at the backup's oplog point. A server that already holds user databases is refused unless
     O(force=true) (then C(--drop) replaces the restored collections); O(collections) takes C(db.collection) patterns
     (C(--nsInclude); the oplog replay, which covers every collection, is then left out). For O(restore_time) the newest dump
     before it is restored, then the archived oplog after the dump's point and before O(restore_time) is applied with
-    C(mongorestore --oplogReplay --oplogLimit). A O(method=datafile) backup is extracted into O(data_dir) (mongod stopped; a
+    C(mongorestore --oplogReplay --oplogLimit). A C(method: datafile) backup is extracted into O(data_dir) (mongod stopped; a
     directory a running mongod uses is refused), without the source's C(mongod.lock), owned by O(owner) (default C(mongodb))."
   - "Milvus (C(milvus-export) backups, proven against milvus-lite's server mode): restores through pymilvus into the
     server O(connection) names (no O(data_dir)). A collection of the backup that exists there is refused before anything
@@ -190,7 +190,7 @@ requirements:
   - "Prometheus: C(tar); C(prometheus) to start the restored server"
   - "MongoDB: C(mongosh) and C(mongorestore) of MongoDB Database Tools 100.3.0 or newer (package mongodb-database-tools) for a dump"
   - "Weaviate: C(tar), for a backup held in the repository"
-  - "Nebula Graph (O(method=nebula-br)): C(br) and C(nebula-console), a nebula-agent on every cluster host"
+  - "Nebula Graph (C(method: nebula-br)): C(br) and C(nebula-console), a nebula-agent on every cluster host"
   - "Milvus: the Python package pymilvus 2.5 or newer (C(pymilvus>=2.5)) for a C(milvus-export) backup; C(milvus-backup)
     for a C(milvus-backup) backup"
 seealso:

@@ -18,6 +18,7 @@ __metaclass__ = type
 import hashlib
 import os
 
+from harness.dbservers import free_port
 from harness.loopfs import btrfs_fs  # noqa: F401  pylint: disable=unused-import
 from harness.playbook import run_tasks, task
 
@@ -71,11 +72,13 @@ def test_weaviate_on_lvm_needs_the_storage_directory(tmp_path):
     assert run_tasks([task("backup_repo", "repo", repo=repo)])["repo"]["changed"]
     run = run_tasks([
         task("backup", "lvm", repo=repo, cluster="w", engine="weaviate", method="volume-snapshot", snapshot={"provider": "lvm"}),
-        task("backup", "native", repo=repo, cluster="w", engine="weaviate", method="weaviate-backup"),
+        # nothing listens on this port: the native method is refused before anything is written
+        task("backup", "native", repo=repo, cluster="w", engine="weaviate", method="weaviate-backup",
+             connection={"host": "127.0.0.1", "port": free_port()}),
         task("backup", "mongodb", repo=repo, cluster="m", engine="mongodb", method="volume-snapshot", snapshot={"provider": "btrfs"},
              connection={"bin_dir": str(tmp_path)}),
     ])
     assert run["lvm"]["failed"] and "needs snapshot.data_dir" in run["lvm"]["msg"], run["lvm"]
-    assert run["native"]["failed"] and "not implemented" in run["native"]["msg"], run["native"]
+    assert run["native"]["failed"] and "cannot reach Weaviate" in run["native"]["msg"], run["native"]
     assert run["mongodb"]["failed"] and "mongosh" in run["mongodb"]["msg"], run["mongodb"]  # no MongoDB shell on this machine
     assert not os.path.exists(os.path.join(repo["path"], "w")) and not os.path.exists(os.path.join(repo["path"], "m"))
