@@ -34,7 +34,7 @@ options:
       - "Qdrant: the REST base URLs of every node of a cluster (each node's shards are snapshotted on that node). A cluster of
         more than one peer is refused without it: the cluster API names the peers' internal addresses only."
       - "Nebula (V(local) backend): the hosts on this machine and their data paths, as C(host:port=<data path>[,<data path>]);
-        required. On restore, the one node to restore into O(data_dir)."
+        required. On restore, the one node to restore into the restore module's C(data_dir)."
     type: list
     elements: str
   operation_timeout:

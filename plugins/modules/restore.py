@@ -443,6 +443,9 @@ from ansible_collections.dataprotection.databases.plugins.module_utils.module im
 from ansible_collections.dataprotection.databases.plugins.module_utils.restore import RestoreRequest, run_restore
 
 
+RESTORE_OPTION_NAMES = ("owner", "group", "start", "port", "socket_dir", "wait_timeout", "bin_dir", "defaults_file", "source")
+
+
 def run(module):
     params = module.params
     request = RestoreRequest(
@@ -453,8 +456,7 @@ def run(module):
         restore_time=params["restore_time"],
         force=params["force"],
         connection=params["connection"],
-        options=dict(native_options(params), **dict((k, params[k]) for k in ("owner", "group", "start", "port", "socket_dir", "wait_timeout",
-                                                                              "bin_dir", "defaults_file", "source"))),
+        options=dict(native_options(params), **dict((k, params[k]) for k in RESTORE_OPTION_NAMES)),
     )
     request.options["snapshot"] = given(params["snapshot"])
     return run_restore(module.repo_spec, request, check_mode=module.check_mode)

@@ -14,7 +14,17 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.dataprotection.databases.plugins.module_utils.engines import milvus, mongodb, mysql, nebula, postgresql, prometheus, qdrant, redis, weaviate
+from ansible_collections.dataprotection.databases.plugins.module_utils.engines import (
+    milvus,
+    mongodb,
+    mysql,
+    nebula,
+    postgresql,
+    prometheus,
+    qdrant,
+    redis,
+    weaviate,
+)
 from ansible_collections.dataprotection.databases.plugins.module_utils.errors import UnsupportedError
 
 # engine name -> implementation module; an engine appears here once implemented.

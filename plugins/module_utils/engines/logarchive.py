@@ -187,3 +187,39 @@ def without(index, entries):
     """A copy of ``index`` without ``entries`` (to see the windows a pruning would leave)."""
     gone = set(entry["key"] for entry in entries)
     return dict((sequence, dict((n, e) for n, e in files.items() if e["key"] not in gone)) for sequence, files in index.items())
+
+
+class Shipping(object):
+    """How an engine's log shipping runs under a scheduler: the host command's subcommand and the words of its files."""
+
+    def __init__(self, name, subcommand, description, after, comment):
+        self.name = name                # in file names: dataprotection-<name>-<cluster>
+        self.subcommand = subcommand    # the host command's subcommand, e.g. binlog-ship
+        self.description = description  # the unit's Description, with %s for the cluster
+        self.after = after              # the units it starts after
+        self.comment = comment          # the cron file's comment line, with %s for the cluster
+
+    def command(self, agent, config_path, follow=False):
+        return "%s --config %s %s%s" % (agent, config_path, self.subcommand, " --follow" if follow else "")
+
+    def files(self, scheduler, cluster, owner, agent, config_path, options):
+        """The files that run the shipping: {path: content}; none for the scheduler none."""
+        if scheduler == "systemd":
+            unit_dir = options.get("scheduler_dir") or "/etc/systemd/system"
+            return {os.path.join(unit_dir, "dataprotection-%s-%s.service" % (self.name, cluster)): (
+                "[Unit]\n"
+                "Description=%s\n"
+                "After=network-online.target %s\n\n"
+                "[Service]\n"
+                "User=%s\n"
+                "ExecStart=%s\n"
+                "Restart=always\n"
+                "RestartSec=10\n\n"
+                "[Install]\n"
+                "WantedBy=multi-user.target\n" % (self.description % cluster, self.after, owner, self.command(agent, config_path, follow=True)))}
+        if scheduler == "cron":
+            cron_dir = options.get("scheduler_dir") or "/etc/cron.d"
+            # cron reads only files named with letters, digits, '_' and '-'; cluster names may hold '.'.
+            return {os.path.join(cron_dir, "dataprotection-%s-%s" % (self.name, cluster.replace(".", "_"))): (
+                "%s\n* * * * * %s %s >/dev/null 2>&1\n" % (self.comment % cluster, owner, self.command(agent, config_path)))}
+        return {}

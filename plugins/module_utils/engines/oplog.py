@@ -634,32 +634,21 @@ def _failed_first(proc):
 SCHEDULERS = ("auto", "systemd", "cron", "none")
 
 
+SHIPPING = logarchive.Shipping(
+    "oplog", "oplog-ship",
+    "Archive the MongoDB oplog of %s into the backup repository (dataprotection.databases)",
+    "mongod.service",
+    "# MongoDB oplog archiving of %s (dataprotection.databases log_backup); a shipping pass every minute.",
+)
+
+
 def ship_command(agent, config_path, follow=False):
-    return "%s --config %s oplog-ship%s" % (agent, config_path, " --follow" if follow else "")
+    return SHIPPING.command(agent, config_path, follow)
 
 
 def scheduler_files(scheduler, cluster, owner, agent, config_path, options):
     """The files that run the shipping: {path: content}."""
-    if scheduler == "systemd":
-        unit_dir = options.get("scheduler_dir") or "/etc/systemd/system"
-        return {os.path.join(unit_dir, "dataprotection-oplog-%s.service" % cluster): (
-            "[Unit]\n"
-            "Description=Archive the MongoDB oplog of %s into the backup repository (dataprotection.databases)\n"
-            "After=network-online.target mongod.service\n\n"
-            "[Service]\n"
-            "User=%s\n"
-            "ExecStart=%s\n"
-            "Restart=always\n"
-            "RestartSec=10\n\n"
-            "[Install]\n"
-            "WantedBy=multi-user.target\n" % (cluster, owner, ship_command(agent, config_path, follow=True)))}
-    if scheduler == "cron":
-        cron_dir = options.get("scheduler_dir") or "/etc/cron.d"
-        # cron reads only files named with letters, digits, '_' and '-'; cluster names may hold '.'.
-        return {os.path.join(cron_dir, "dataprotection-oplog-%s" % cluster.replace(".", "_")): (
-            "# MongoDB oplog archiving of %s (dataprotection.databases log_backup); a shipping pass every minute.\n"
-            "* * * * * %s %s >/dev/null 2>&1\n" % (cluster, owner, ship_command(agent, config_path)))}
-    return {}
+    return SHIPPING.files(scheduler, cluster, owner, agent, config_path, options)
 
 
 def log_backup(repository, request, state, check_mode=False):
