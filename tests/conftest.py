@@ -72,3 +72,15 @@ def agent(server_tmp_path):
     config_dir.mkdir()
     os.chmod(str(config_dir), 0o755)
     return {"agent_command": str(launcher), "config_dir": str(config_dir)}
+
+
+@pytest.fixture
+def spec(tmp_path):
+    """The ``repo`` option of a new local repository (unencrypted) in the test's directory."""
+    from ansible_collections.dataprotection.databases.plugins.module_utils.repoconfig import new_config, write_config  # pylint: disable=import-outside-toplevel
+    from ansible_collections.dataprotection.databases.plugins.module_utils.repository import LocalRepo  # pylint: disable=import-outside-toplevel
+
+    path = tmp_path / "repo"
+    path.mkdir()
+    write_config(LocalRepo({"path": str(path)}), new_config()[0])
+    return {"type": "local", "path": str(path)}

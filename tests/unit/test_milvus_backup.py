@@ -29,7 +29,6 @@ import pytest
 from ansible_collections.dataprotection.databases.plugins.module_utils.backup import BackupRequest, run_backup
 from ansible_collections.dataprotection.databases.plugins.module_utils.engines import milvus, milvus_native
 from ansible_collections.dataprotection.databases.plugins.module_utils.errors import ConfigError, MissingDependency, ToolError
-from ansible_collections.dataprotection.databases.plugins.module_utils.repoconfig import new_config, write_config
 from ansible_collections.dataprotection.databases.plugins.module_utils.repository import LocalRepo
 from ansible_collections.dataprotection.databases.plugins.module_utils.restore import RestoreRequest, run_restore
 
@@ -54,14 +53,6 @@ minio:
 backup:
   maxSegmentGroupSize: 2G
 """ % MINIO_SECRET
-
-
-@pytest.fixture
-def spec(tmp_path):
-    path = tmp_path / "repo"
-    path.mkdir()
-    write_config(LocalRepo({"path": str(path)}), new_config()[0])
-    return {"type": "local", "path": str(path)}
 
 
 @pytest.fixture

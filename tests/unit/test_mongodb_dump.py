@@ -30,16 +30,14 @@ import sys
 
 import pytest
 
+import bson  # pymongo's, a test requirement: builds real-format archives for the fake tools
 from ansible_collections.dataprotection.databases.plugins.module_utils import backup as backup_module
 from ansible_collections.dataprotection.databases.plugins.module_utils import engines
 from ansible_collections.dataprotection.databases.plugins.module_utils.backup import BackupRequest, run_backup
 from ansible_collections.dataprotection.databases.plugins.module_utils.engines import mongodb
 from ansible_collections.dataprotection.databases.plugins.module_utils.errors import ConfigError, EngineError, MissingDependency, ToolError
-from ansible_collections.dataprotection.databases.plugins.module_utils.repoconfig import new_config, write_config
 from ansible_collections.dataprotection.databases.plugins.module_utils.repository import LocalRepo
 from ansible_collections.dataprotection.databases.plugins.module_utils.restore import RestoreRequest, run_restore
-
-bson = pytest.importorskip("bson")
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "mongodb")
 PASSWORD = "s3cret-Pa55 \"word\""
@@ -119,14 +117,6 @@ class Server(object):
 def server(tmp_path, monkeypatch):
     monkeypatch.setitem(engines.REGISTRY, "mongodb", mongodb)
     return Server(tmp_path, monkeypatch)
-
-
-@pytest.fixture
-def spec(tmp_path):
-    path = tmp_path / "repo"
-    path.mkdir()
-    write_config(LocalRepo({"path": str(path)}), new_config()[0])
-    return {"type": "local", "path": str(path)}
 
 
 def dump_request(server, method="dump", **extra):

@@ -32,7 +32,6 @@ from ansible_collections.dataprotection.databases.plugins.module_utils import en
 from ansible_collections.dataprotection.databases.plugins.module_utils.backup import BackupRequest, run_backup
 from ansible_collections.dataprotection.databases.plugins.module_utils.engines import mongodb
 from ansible_collections.dataprotection.databases.plugins.module_utils.errors import ConfigError, EngineError
-from ansible_collections.dataprotection.databases.plugins.module_utils.repoconfig import new_config, write_config
 from ansible_collections.dataprotection.databases.plugins.module_utils.repository import LocalRepo
 from ansible_collections.dataprotection.databases.plugins.module_utils.restore import RestoreRequest
 
@@ -111,14 +110,6 @@ def provider(server, monkeypatch):
                                    create=create, delete=lambda record: True, fail=fail)
     monkeypatch.setitem(snapshots.REGISTRY, "recording", module)
     return module
-
-
-@pytest.fixture
-def spec(tmp_path):
-    path = tmp_path / "repo"
-    path.mkdir()
-    write_config(LocalRepo({"path": str(path)}), new_config()[0])
-    return {"type": "local", "path": str(path)}
 
 
 def backup_request(server, **extra):

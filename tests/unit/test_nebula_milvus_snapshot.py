@@ -30,7 +30,6 @@ from ansible_collections.dataprotection.databases.plugins.module_utils import en
 from ansible_collections.dataprotection.databases.plugins.module_utils.backup import BackupRequest, run_backup
 from ansible_collections.dataprotection.databases.plugins.module_utils.engines import milvus, nebula
 from ansible_collections.dataprotection.databases.plugins.module_utils.errors import ConfigError, EngineError
-from ansible_collections.dataprotection.databases.plugins.module_utils.repoconfig import new_config, write_config
 from ansible_collections.dataprotection.databases.plugins.module_utils.repository import LocalRepo
 
 FIXTURE = os.path.join(os.path.dirname(__file__), "fixtures", "nebula", "nebula-console")
@@ -39,14 +38,6 @@ MILVUS_PASSWORD = "s3cret-milvus-pw"
 
 
 # Shared: repository and recording provider --------------------------------
-
-
-@pytest.fixture
-def spec(tmp_path):
-    path = tmp_path / "repo"
-    path.mkdir()
-    write_config(LocalRepo({"path": str(path)}), new_config()[0])
-    return {"type": "local", "path": str(path)}
 
 
 def committed(spec, cluster):

@@ -34,7 +34,6 @@ from ansible_collections.dataprotection.databases.plugins.module_utils import ma
 from ansible_collections.dataprotection.databases.plugins.module_utils.backup import BackupRequest, run_backup
 from ansible_collections.dataprotection.databases.plugins.module_utils.engines import qdrant, volume
 from ansible_collections.dataprotection.databases.plugins.module_utils.errors import ConfigError, EngineError, IntegrityError
-from ansible_collections.dataprotection.databases.plugins.module_utils.repoconfig import new_config, write_config
 from ansible_collections.dataprotection.databases.plugins.module_utils.repository import LocalRepo
 from ansible_collections.dataprotection.databases.plugins.module_utils.restore import RestoreRequest, run_restore
 
@@ -45,14 +44,6 @@ CLUSTER = "vectors"
 
 def points(prefix, count, size=4):
     return [{"id": i, "vector": [round(0.1 * (i + j), 3) for j in range(size)], "payload": {"src": prefix, "n": i}} for i in range(count)]
-
-
-@pytest.fixture
-def spec(tmp_path):
-    path = tmp_path / "repo"
-    path.mkdir()
-    write_config(LocalRepo({"path": str(path)}), new_config()[0])
-    return {"type": "local", "path": str(path)}
 
 
 def stored_keys(spec):

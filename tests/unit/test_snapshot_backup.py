@@ -24,7 +24,6 @@ from ansible_collections.dataprotection.databases.plugins.module_utils import en
 from ansible_collections.dataprotection.databases.plugins.module_utils.backup import BackupRequest, run_backup
 from ansible_collections.dataprotection.databases.plugins.module_utils.errors import ConfigError, EngineError
 from ansible_collections.dataprotection.databases.plugins.module_utils.quiesce import Quiesce
-from ansible_collections.dataprotection.databases.plugins.module_utils.repoconfig import new_config, write_config
 from ansible_collections.dataprotection.databases.plugins.module_utils.repository import LocalRepo
 
 
@@ -89,14 +88,6 @@ def fake(monkeypatch, log):
     monkeypatch.setitem(engines.REGISTRY, "prometheus", engine)
     monkeypatch.setitem(snapshots.REGISTRY, "recording", provider)
     return engine, provider
-
-
-@pytest.fixture
-def spec(tmp_path):
-    path = tmp_path / "repo"
-    path.mkdir()
-    write_config(LocalRepo({"path": str(path)}), new_config()[0])
-    return {"type": "local", "path": str(path)}
 
 
 def request():

@@ -29,7 +29,6 @@ from ansible_collections.dataprotection.databases.plugins.module_utils.backup im
 from ansible_collections.dataprotection.databases.plugins.module_utils.engines import weaviate
 from ansible_collections.dataprotection.databases.plugins.module_utils.errors import ConfigError, EngineError
 from ansible_collections.dataprotection.databases.plugins.module_utils.manifest import read_manifest
-from ansible_collections.dataprotection.databases.plugins.module_utils.repoconfig import new_config, write_config
 from ansible_collections.dataprotection.databases.plugins.module_utils.repository import LocalRepo
 from ansible_collections.dataprotection.databases.plugins.module_utils.restore import RestoreRequest, run_restore
 
@@ -37,14 +36,6 @@ from harness.weaviateapi import FakeWeaviate
 
 CLUSTER = "vectors"
 TOKEN = "s3cret-weaviate-key"
-
-
-@pytest.fixture
-def spec(tmp_path):
-    path = tmp_path / "repo"
-    path.mkdir()
-    write_config(LocalRepo({"path": str(path)}), new_config()[0])
-    return {"type": "local", "path": str(path)}
 
 
 def committed(spec, cluster=CLUSTER):
