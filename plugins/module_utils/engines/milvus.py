@@ -66,48 +66,24 @@ from ansible_collections.dataprotection.databases.plugins.module_utils.timeutil 
 METHODS = ("milvus-export", "milvus-backup", "volume-snapshot")
 ENGINE = "milvus"
 DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 19530
-DEFAULT_DATABASE = "default"
 HTTP_TIMEOUT = 60
 FLUSH_TIMEOUT = 3600
 LIST_PATH = "/v2/vectordb/collections/list"
 FLUSH_PATH = "/v2/vectordb/collections/flush"
 AUTH_CODE = 1800  # "user hasn't authenticated"
-HIDDEN = "********"
+HIDDEN = milvus_native.HIDDEN
 
 
-class Connection(object):
+class Connection(milvus_native.Settings):
     """How to reach Milvus' REST API v2: a base URL and a bearer token (an API key, or user:password)."""
 
     def __init__(self, params):
-        params = dict(params or {})
-        self.port = int(params.get("port") or DEFAULT_PORT)
-        self.url = tools.http_base_url(params.get("host"), self.port, DEFAULT_HOST)
-        self.user = params.get("user")
-        self.password = params.get("password")
-        self.token = params.get("token")
-        if self.token and (self.user or self.password):
-            raise ConfigError("connection.token and connection.user/password are exclusive for Milvus", hint="Give one of them")
-        databases = params.get("databases") or params.get("database") or [DEFAULT_DATABASE]
-        self.databases = [databases] if isinstance(databases, str) else list(databases)
-
-    def _secret(self):
-        if self.token:
-            return self.token
-        if self.user or self.password:
-            return "%s:%s" % (self.user or "", self.password or "")
-        return None
-
-    def scrub(self, text):
-        text = text or ""
-        for secret in (self._secret(), self.password, self.token):
-            if secret:
-                text = text.replace(secret, HIDDEN)
-        return text
+        super(Connection, self).__init__(params)
+        self.url = tools.http_base_url((params or {}).get("host"), self.port, DEFAULT_HOST)
 
     def _headers(self):
         headers = {"Accept": "application/json", "Content-Type": "application/json", "User-Agent": "dataprotection.databases"}
-        secret = self._secret()
+        secret = self.secret()
         if secret:
             headers["Authorization"] = "Bearer %s" % secret
         return headers

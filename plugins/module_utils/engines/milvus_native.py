@@ -118,29 +118,22 @@ def _pymilvus():
     return pymilvus
 
 
-class Client(object):
-    """pymilvus' MilvusClient for one server, one client per database; every error becomes an EngineError without secrets."""
+class Settings(object):
+    """What both ways of reaching Milvus (REST, pymilvus) read of ``connection``: port, credentials, databases."""
 
     def __init__(self, params):
         params = dict(params or {})
         self.port = int(params.get("port") or DEFAULT_PORT)
-        host = params.get("host") or DEFAULT_HOST
-        self.uri = tools.http_base_url(host, self.port, DEFAULT_HOST)
-        if params.get("tls") and self.uri.startswith("http://"):
-            self.uri = "https://" + self.uri[len("http://"):]
         self.user = params.get("user")
         self.password = params.get("password")
         self.token = params.get("token")
         if self.token and (self.user or self.password):
             raise ConfigError("connection.token and connection.user/password are exclusive for Milvus", hint="Give one of them")
-        self.ca_file = params.get("tls_ca_file")
         databases = params.get("databases") or params.get("database") or [DEFAULT_DATABASE]
         self.databases = [databases] if isinstance(databases, str) else list(databases)
-        self.timeout = None
-        self.module = None
-        self.clients = {}
 
     def secret(self):
+        """The bearer token Milvus takes: the API key, or user:password."""
         if self.token:
             return self.token
         if self.user or self.password:
@@ -153,6 +146,21 @@ class Client(object):
             if secret:
                 text = text.replace(secret, HIDDEN)
         return text
+
+
+class Client(Settings):
+    """pymilvus' MilvusClient for one server, one client per database; every error becomes an EngineError without secrets."""
+
+    def __init__(self, params):
+        super(Client, self).__init__(params)
+        params = dict(params or {})
+        self.uri = tools.http_base_url(params.get("host") or DEFAULT_HOST, self.port, DEFAULT_HOST)
+        if params.get("tls") and self.uri.startswith("http://"):
+            self.uri = "https://" + self.uri[len("http://"):]
+        self.ca_file = params.get("tls_ca_file")
+        self.timeout = None
+        self.module = None
+        self.clients = {}
 
     def client(self, database):
         if database not in self.clients:
