@@ -164,6 +164,17 @@ def log_tail(path, lines=15):
         return ""
 
 
+def log_reason(path, lines=8, markers=("level=error", "panic:", "fatal error:")):
+    """The lines of a server's log that say why it stopped (errors, a Go panic or fatal error), else its tail."""
+    try:
+        with open(path) as handle:
+            text = handle.readlines()
+    except (IOError, OSError):
+        return ""
+    reasons = [line for line in text if any(marker in line for marker in markers)]
+    return "".join((reasons or text)[-lines:])
+
+
 def config_differs(path, config):
     """Whether the JSON file at ``path`` differs from ``config`` (or is missing or unreadable)."""
     try:

@@ -174,7 +174,7 @@ def test_backup_and_restore_with_the_same_samples(tmp_path, prometheus_factory, 
     restored = run["restored"].get("restored") or {}
     if restored.get("server"):
         started.append(restored["server"]["pid"])
-    assert run["restored"]["changed"] and restored["blocks"] == len(manifest["blocks"]), run["restored"]
+    assert run["restored"]["changed"] and restored["blocks"] == len(manifest["blocks"]), json.dumps(run["restored"], indent=1)
     assert restored["min_time"] == manifest["min_time"] and restored["max_time"] == manifest["max_time"]
 
     # The restored blocks: owned by prometheus, directories 0750, files 0640.

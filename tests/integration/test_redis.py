@@ -310,13 +310,15 @@ def service_redis(server_tmp_path):
         argv = ["redis-server", str(conf)]
         if ROOT:
             argv = ["runuser", "-u", "redis", "--"] + argv
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # What redis-server (or runuser) says before its log file is open goes to stderr.
+        with open(str(server_tmp_path / ("redis-%d.stderr" % port)), "w+") as stderr:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr)
         started.append((proc, port))
         deadline = time.monotonic() + 30
         while run_command(["redis-cli", "-p", str(port), "PING"], check=False).stdout.strip() != "PONG":
             log = run_dir / "redis.log"
-            assert proc.poll() is None and time.monotonic() < deadline, (
-                "redis-server exit status %s; log: %s" % (proc.poll(), log.read_text() if log.exists() else "(none written)"))
+            assert proc.poll() is None and time.monotonic() < deadline, "redis-server exit status %s; stderr: %s; log: %s" % (
+                proc.poll(), (server_tmp_path / ("redis-%d.stderr" % port)).read_text(), log.read_text() if log.exists() else "(none written)")
             time.sleep(0.1)
         return port, data
 

@@ -438,3 +438,19 @@ def test_the_matrix_refuses_compression_log_backups_and_pitr_for_prometheus():
     with pytest.raises(ConfigError) as err:
         BackupRequest("prometheus", "volume-snapshot", "metrics", compression="zstd", snapshot={"provider": "btrfs"})
     assert "does not offer compression" in str(err.value)
+
+
+def test_a_server_that_stops_is_explained_by_its_error_lines(tmp_path):
+    """A Go crash ends the log with goroutine frames: the reason is the ``fatal error``/``level=error`` line, not the tail."""
+    from ansible_collections.dataprotection.databases.plugins.module_utils import hostfiles  # pylint: disable=import-outside-toplevel
+    log = tmp_path / "prometheus.log"
+    log.write_text('ts=2026-01-01T00:00:00Z caller=main.go:551 level=info msg="Starting Prometheus Server"\n'
+                   "fatal error: runtime: out of memory\n\n" + "".join("goroutine %d [running]:\n\truntime.throw()\n" % n for n in range(20)))
+    assert hostfiles.log_reason(str(log)) == "fatal error: runtime: out of memory\n"
+    log.write_text("".join('ts=x level=info msg="step %d"\n' % n for n in range(12)) +
+                   'ts=x caller=main.go:1 level=error err="opening storage failed: lock DB directory: resource temporarily unavailable"\n'
+                   'ts=x level=info msg="See you next time!"\n')
+    assert hostfiles.log_reason(str(log)) == 'ts=x caller=main.go:1 level=error err="opening storage failed: lock DB directory: resource temporarily unavailable"\n'
+    log.write_text("".join("line %d\n" % n for n in range(12)))
+    assert hostfiles.log_reason(str(log)) == "".join("line %d\n" % n for n in range(4, 12))
+    assert hostfiles.log_reason(str(tmp_path / "missing.log")) == ""

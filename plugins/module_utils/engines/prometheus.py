@@ -586,7 +586,7 @@ def start_server(data_dir, user, gid, manifest, request):
     deadline = time.monotonic() + timeout
     while True:
         if proc.poll() is not None:
-            raise EngineError("Prometheus exited (%s) on the restored storage path: %s" % (proc.returncode, hostfiles.log_tail(log, 8).strip()),
+            raise EngineError("Prometheus exited (%s) on the restored storage path: %s" % (proc.returncode, hostfiles.log_reason(log).strip()),
                               hint="Read %s; the restored files are in place in %s" % (log, data_dir))
         try:
             status, dummy = conn.call("/-/ready", timeout=5)
