@@ -19,7 +19,7 @@ import socket
 import time
 
 from ansible_collections.dataprotection.databases.plugins.module_utils import engines, matrix
-from ansible_collections.dataprotection.databases.plugins.module_utils.errors import ConfigError, DataProtectionError, EngineError
+from ansible_collections.dataprotection.databases.plugins.module_utils.errors import ConfigError, DataProtectionError, EngineError, RepositoryError
 from ansible_collections.dataprotection.databases.plugins.module_utils.locking import Lease
 from ansible_collections.dataprotection.databases.plugins.module_utils.manifest import (
     backup_prefix,
@@ -121,6 +121,29 @@ def check_identity(repo, cluster, engine, identity, write=True):
     return stored
 
 
+def allocate_backup_id(repo, cluster, method, wait=5.0):
+    """``(backup_id, started)``: an id under which the repository holds nothing yet, and the time it names.
+
+    Ids name the second a backup starts.  A second backup of one cluster and
+    method within that second (the cluster's lease makes them one after the
+    other) waits for the next second instead of writing into the first one's
+    objects; so does one that finds leftovers of an interrupted backup under
+    the id.  Call it while holding the cluster's lease.
+    """
+    deadline = time.monotonic() + wait
+    while True:
+        started = utcnow()
+        backup_id = new_backup_id(cluster, method, started)
+        if not any(True for dummy in repo.list(backup_prefix(cluster, backup_id))):
+            return backup_id, started
+        if time.monotonic() > deadline:
+            raise RepositoryError(
+                "backup id %s is taken in %s, and so was every id of the last %g seconds" % (backup_id, repo.location(), wait),
+                hint="Check that this host's clock is not running behind the one that wrote those backups",
+            )
+        time.sleep(1.0 - started.microsecond / 1e6 + 0.01)
+
+
 def summary(manifest, duration):
     """What the backup module returns of a committed backup."""
     return {
@@ -167,8 +190,7 @@ def run_backup(spec, request, check_mode=False, lease_ttl=None):
             return {"changed": True, "plan": plan}
         lease = Lease(repository.repo, request.cluster, "backup", ttl=lease_ttl or 6 * 3600)
         with lease:
-            started = utcnow()
-            backup_id = new_backup_id(request.cluster, request.method, started)
+            backup_id, started = allocate_backup_id(repository.repo, request.cluster, request.method)
             lease.purpose = "backup %s" % backup_id
             lease.renew()
             ctx = BackupContext(repository, request, backup_id)

@@ -166,6 +166,7 @@ def run_backup(spec, request, check_mode=False, lease_ttl=None):
     """Take one volume-snapshot backup.  Returns a result dict with ``backup`` (or ``plan`` in check mode)."""
     from ansible_collections.dataprotection.databases.plugins.module_utils.backup import (  # pylint: disable=import-outside-toplevel
         BackupContext,
+        allocate_backup_id,
         check_identity,
         summary,
     )
@@ -182,8 +183,7 @@ def run_backup(spec, request, check_mode=False, lease_ttl=None):
         engine = _engine(request)
         lease = Lease(repository.repo, request.cluster, "backup", ttl=lease_ttl or 6 * 3600)
         with lease:
-            started = utcnow()
-            backup_id = new_backup_id(request.cluster, request.method, started)
+            backup_id, started = allocate_backup_id(repository.repo, request.cluster, request.method)
             lease.purpose = "backup %s" % backup_id
             lease.renew()
             ctx = BackupContext(repository, request, backup_id)

@@ -184,3 +184,27 @@ def test_core_imports_without_ansible():
     env = dict(os.environ, PYTHONPATH=os.environ["DP_COLLECTIONS_ROOT"])
     proc = subprocess.run([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, check=False)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
+
+
+def test_a_backup_id_under_which_anything_is_stored_is_never_taken(tmp_path, monkeypatch):
+    """Ids name a second: a second backup within it (or leftovers of an interrupted one) waits for the next second."""
+    from ansible_collections.dataprotection.databases.plugins.module_utils import backup  # pylint: disable=import-outside-toplevel
+    repo = LocalRepo({"path": str(tmp_path)})
+    first = t("2026-06-01T10:00:00.400000Z")
+    clock = iter([first, t("2026-06-01T10:00:00.900000Z"), t("2026-06-01T10:00:01.010000Z")])
+    slept = []
+    monkeypatch.setattr(backup, "utcnow", lambda: next(clock))
+    monkeypatch.setattr(backup.time, "sleep", slept.append)
+    repo.put_bytes("c1/backups/c1-dump-20260601100000/manifest.json", b"{}")
+    assert backup.allocate_backup_id(repo, "c1", "dump") == ("c1-dump-20260601100001", t("2026-06-01T10:00:01.010000Z"))
+    assert [round(s, 2) for s in slept] == [0.61, 0.11]
+    assert repo.get_bytes("c1/backups/c1-dump-20260601100000/manifest.json") == b"{}"
+    # Another method, or another cluster, in the same second is another id.
+    monkeypatch.setattr(backup, "utcnow", lambda: first)
+    assert backup.allocate_backup_id(repo, "c1", "datafile")[0] == "c1-datafile-20260601100000"
+    assert backup.allocate_backup_id(repo, "c2", "dump")[0] == "c2-dump-20260601100000"
+    # A clock stuck behind what is stored gives up instead of writing into it.
+    monkeypatch.setattr(backup.time, "monotonic", iter([0.0, 1.0, 6.0]).__next__)
+    with pytest.raises(RepositoryError, match="backup id c1-dump-20260601100000 is taken") as caught:
+        backup.allocate_backup_id(repo, "c1", "dump")
+    assert "clock" in caught.value.hint

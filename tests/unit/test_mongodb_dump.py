@@ -27,6 +27,7 @@ import shutil
 import struct
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -235,6 +236,34 @@ def test_a_restore_by_id_brings_back_the_documents_with_the_oplog_replayed(serve
     config = [a for a in restore["argv"] if a.startswith("--config=")][0][len("--config="):]
     assert restore["argv"][2:] == ["--archive", "--oplogReplay"] and restore["argv"][1] == "--config=%s" % config
     assert restore["config"]["mode"] == "600" and not os.path.exists(config)
+
+
+def test_backups_one_after_the_other_within_a_second_keep_both(server, spec, monkeypatch):
+    """The second backup of a second gets the next second's id; the first one's objects stay as they were."""
+    now = [datetime.datetime(2026, 6, 1, 10, 0, 0, 500000, tzinfo=datetime.timezone.utc)]
+    real_sleep = time.sleep
+
+    def sleep(seconds):
+        if sys._getframe(1).f_code.co_name == "allocate_backup_id":  # pylint: disable=protected-access
+            now.append(now.pop() + datetime.timedelta(seconds=seconds))
+        else:
+            real_sleep(seconds)
+
+    # The clock stands still until the second backup waits for the next second.
+    monkeypatch.setattr(backup_module, "utcnow", lambda: now[0])
+    monkeypatch.setattr(backup_module.time, "sleep", sleep)
+    first = run_backup(spec, dump_request(server))
+    before = {path: open(path, "rb").read() for path in stored(spec)}
+    state = server.state
+    state["databases"]["shop"]["orders"].append({"_id": 3, "item": "fig", "qty": 9})
+    server.state = state
+    second = run_backup(spec, dump_request(server))
+    assert (first["backup"]["backup_id"], second["backup"]["backup_id"]) == ("orders-dump-20260601100000", "orders-dump-20260601100001")
+    assert {path: open(path, "rb").read() for path in before} == before
+    for backup_id, ids in ((first["backup"]["backup_id"], {1, 2}), (second["backup"]["backup_id"], {1, 2, 3})):
+        empty_target(server)
+        run_restore(spec, restore_request(server, backup_id))
+        assert {d["_id"] for d in server.state["databases"]["shop"]["orders"]} == ids
 
 
 def test_restore_into_a_server_with_user_data_needs_force_then_drops(server, spec):
