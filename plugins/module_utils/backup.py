@@ -67,6 +67,9 @@ class BackupRequest(object):
         self.compression, self.compression_level = check_compression(compression, compression_level)
         self.labels = dict((str(k), str(v)) for k, v in (labels or {}).items())
         self.options = dict(options or {})
+        # The open repository while the backup is planned and run (run_backup sets it): engines whose tool
+        # writes into the repository itself check it in their plan.
+        self.repository = None
 
 
 class BackupContext(object):
@@ -172,6 +175,7 @@ def run_backup(spec, request, check_mode=False, lease_ttl=None):
         return snapshot_backup.run_backup(spec, request, check_mode=check_mode, lease_ttl=lease_ttl)
     engine = engines.engine_module(request.engine)
     with open_repository(spec) as repository:
+        request.repository = repository
         plan = engine.plan_backup(request)
         identity = plan.pop("identity", None)
         if identity is not None:

@@ -152,6 +152,7 @@ def test_check_mode_plan_changes_nothing_and_warns_of_the_secret(fakes, s3spec):
     assert plan["meta"] == "metad0:9559" and plan["spaces"] == ["docs"] and plan["br"] == os.path.join(fakes.bin_dir, "br")
     assert any("process list" in w for w in plan["warnings"]) and any("EXPERIMENTAL" in w for w in plan["warnings"])
     assert br_calls(fakes) == [] and keys(s3spec, CLUSTER + "/") == []
+    assert plan["storage"].startswith("s3://") and plan["storage"].endswith("/%s/nebula-br/" % CLUSTER), plan["storage"]
 
 
 def test_br_missing_names_the_release_binaries(fakes, s3spec, tmp_path, monkeypatch):
@@ -168,10 +169,11 @@ def test_local_repository_needs_backend_local_and_nodes(fakes, tmp_path):
     path.mkdir()
     write_config(LocalRepo({"path": str(path)}), new_config()[0])
     spec = {"type": "local", "path": str(path)}
-    with pytest.raises(ConfigError, match="backend s3 of method nebula-br needs an S3 repository"):
-        run_backup(spec, request(fakes, backend="s3"))
-    with pytest.raises(ConfigError, match="not on S3"):
-        run_backup(spec, request(fakes))
+    for check_mode in (True, False):
+        with pytest.raises(ConfigError, match="backend s3 of method nebula-br needs an S3 repository"):
+            run_backup(spec, request(fakes, backend="s3"), check_mode=check_mode)
+        with pytest.raises(ConfigError, match="not on S3"):
+            run_backup(spec, request(fakes), check_mode=check_mode)
     with pytest.raises(ConfigError, match="backend local reads the checkpoints from this host's disks: nodes must name"):
         run_backup(spec, request(fakes, backend="local"))
     with pytest.raises(ConfigError, match="not a backend"):

@@ -550,6 +550,9 @@ def plan_backup(request):
     backend = check_backend(request)
     if backend == "local":
         return plan_local(request)
+    storage = "s3://<bucket>/<prefix>/%s/%s/ of the repository" % (request.cluster, BR_SUBDIR)
+    if request.repository is not None:
+        storage = BrTarget(request.repository.repo, request.cluster, backend).uri
     br = br_binary(request)
     conn = Connection(request.connection)
     wanted = list(request.options.get("collections") or [])
@@ -563,7 +566,7 @@ def plan_backup(request):
         "spaces": wanted or server["spaces"],
         "all_spaces": not wanted,
         "storage_hosts": server["storage_hosts"],
-        "storage": "s3://<bucket>/<prefix>/%s/%s/ of the repository" % (request.cluster, BR_SUBDIR),
+        "storage": storage,
         "warnings": br_warnings(wanted),
     }
 
