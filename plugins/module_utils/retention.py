@@ -14,7 +14,8 @@ nothing is deleted.
 Deletion order: a backup's manifest first (durably: the backup is then no
 longer a backup but garbage of an interrupted run; its volume snapshots are
 listed under ``<cluster>/pending-deletions/`` before, and deleted through
-their provider right after), then its objects, then log
+their provider right after; so is what the engine keeps for it outside its
+own prefix, such as Nebula BR's files), then its objects, then log
 files oldest first, then interrupted runs and never-committed uploads older
 than a grace period.  A run stopped anywhere leaves a repository whose every
 manifest still names only objects that exist.  The cluster's writer lease is
@@ -202,7 +203,11 @@ def plan(repo, cluster, policy, now=None):
             blocked.append(dict(row, reason="its volume snapshots (%s) cannot be deleted by this version of the collection" % ", ".join(providers)))
             kept.append(dict(row, reasons=["holds volume snapshots no provider here can delete; delete them, then remove the backup"]))
         else:
-            expired.append(dict(row, reason=_expiry_reason(manifest, policy), snapshots=list(manifest.get("snapshots") or [])))
+            owned = []
+            for prefix in owned_prefixes(manifest):
+                infos = list(repo.list(prefix))
+                owned.append({"prefix": prefix, "objects": len(infos), "bytes": sum(info.size or 0 for info in infos)})
+            expired.append(dict(row, reason=_expiry_reason(manifest, policy), snapshots=list(manifest.get("snapshots") or []), owned=owned))
     if scope and len(expired) == len(scope) and not policy.allow_empty:
         raise ConfigError(
             "this policy would delete every backup of cluster %s (%d of %d in scope) and leave nothing to restore from"
@@ -241,7 +246,8 @@ def plan(repo, cluster, policy, now=None):
     except AccessDenied as exc:
         partial = []
         notes.append("uploads never committed were not looked for: %s (grant s3:ListBucketMultipartUploads and s3:AbortMultipartUpload)" % exc)
-    freed = (sum(row["stored_size"] for row in expired) + sum(row["bytes"] for row in logs) + sum(item["bytes"] for item in stale)
+    freed = (sum(row["stored_size"] + sum(o["bytes"] for o in row["owned"]) for row in expired)
+             + sum(row["bytes"] for row in logs) + sum(item["bytes"] for item in stale)
              + sum(p.get("size") or 0 for p in partial))
     return {
         "cluster": cluster,
@@ -289,32 +295,55 @@ def pending_key(cluster, backup_id):
     return "%s/pending-deletions/%s.json" % (cluster, backup_id)
 
 
-def delete_pending_snapshots(repo, cluster):
-    """Delete the snapshots that earlier runs un-committed but could not delete; return the records deleted."""
-    done = []
+def owned_prefixes(manifest):
+    """The repository prefixes outside a backup's own that hold its data (Nebula BR's files), from its engine."""
+    try:
+        module = engines.engine_module(manifest.get("engine"))
+    except ConfigError:
+        return []
+    hook = getattr(module, "owned_prefixes", None)
+    return list(hook(manifest)) if hook else []
+
+
+def _leftovers(row):
+    """What goes with a backup besides its objects, in the pending list's form: its snapshots, then its owned prefixes."""
+    return list(row["snapshots"]) + [{"repository_prefix": p["prefix"]} for p in row.get("owned") or ()]
+
+
+def _delete_leftover(repo, record, found):
+    if "repository_prefix" in record:
+        repo.delete_many([info.key for info in repo.list(record["repository_prefix"])])
+        found["owned_deleted"].append(record["repository_prefix"])
+    else:
+        snapshots.delete_record(record)
+        found["snapshots_deleted"].append(record)
+
+
+def delete_pending(repo, cluster, found):
+    """Delete the snapshots and owned data that earlier runs un-committed but could not delete."""
     prefix = "%s/pending-deletions/" % cluster
     for info in list(repo.list(prefix)):
         records = json.loads(repo.get_bytes(info.key).decode("utf-8"))
         for record in records:
-            snapshots.delete_record(record)
-            done.append(record)
+            _delete_leftover(repo, record, found)
         repo.delete(info.key)
-    return done
 
 
 def execute(repo, cluster, found, lease=None):
     """Delete what ``plan`` found, in the order the module docstring gives."""
     renewer = _Renewer(lease)
-    found["snapshots_deleted"] = delete_pending_snapshots(repo, cluster)
+    found["snapshots_deleted"], found["owned_deleted"] = [], []
+    delete_pending(repo, cluster, found)
     for row in found["expired"]:
-        if row["snapshots"]:
-            # Listed first, so a snapshot whose deletion fails after the un-commit is retried by the next run.
-            repo.put_bytes(pending_key(cluster, row["backup_id"]), json.dumps(row["snapshots"], sort_keys=True).encode("utf-8"))
+        leftovers = _leftovers(row)
+        if leftovers:
+            # Listed first, so a deletion that fails (or is interrupted) after the un-commit is retried by the next run.
+            repo.put_bytes(pending_key(cluster, row["backup_id"]), json.dumps(leftovers, sort_keys=True).encode("utf-8"))
         repo.delete_durably(manifest_key(cluster, row["backup_id"]))
-        for record in row["snapshots"]:
-            snapshots.delete_record(record)
-            found["snapshots_deleted"].append(record)
-        if row["snapshots"]:
+        for record in leftovers:
+            _delete_leftover(repo, record, found)
+            renewer.tick()
+        if leftovers:
             repo.delete(pending_key(cluster, row["backup_id"]))
         repo.delete_many([info.key for info in repo.list(backup_prefix(cluster, row["backup_id"]))])
         renewer.tick()
@@ -346,5 +375,7 @@ def run_retention(spec, cluster, policy, check_mode=False, now=None):
                 execute(repo, cluster, found, lease)
     found.pop("_pruned", None)
     found.setdefault("snapshots_deleted", [])
-    found["changed"] = bool(found["expired"] or found["logs"] or found["incomplete"] or found["partial_uploads"] or found["snapshots_deleted"])
+    found.setdefault("owned_deleted", [])
+    found["changed"] = bool(found["expired"] or found["logs"] or found["incomplete"] or found["partial_uploads"] or found["snapshots_deleted"]
+                            or found["owned_deleted"])
     return found

@@ -29,6 +29,9 @@ description:
   - The volume snapshots of a deleted backup are deleted through their provider right after its manifest; they are listed in the
     repository first, so a deletion that fails is retried by the next run. Backups whose snapshots no provider of this version
     can delete are kept and listed in RV(blocked).
+  - Data an engine keeps for a backup outside the backup's own directory (the files BR wrote for a Nebula Graph C(nebula-br)
+    backup under C(<cluster>/nebula-br/<name>/)) is deleted with the backup the same way, listed first so that a rerun finishes
+    an interrupted deletion.
 author:
   - dataprotection.databases maintainers (@dataprotection-databases)
 extends_documentation_fragment:
@@ -127,7 +130,8 @@ changed:
   type: bool
   returned: always
 expired:
-  description: The backups deleted (in check mode, to be deleted), oldest first, with why.
+  description: The backups deleted (in check mode, to be deleted), oldest first, with why, their volume snapshots, and in
+    C(owned) the repository prefixes outside the backup's directory that go with it, each with C(prefix), C(objects) and C(bytes).
   type: list
   elements: dict
   returned: always
@@ -138,6 +142,8 @@ expired:
       end_time: "2026-11-01T02:00:41Z"
       stored_size: 52428800
       reason: ended 2026-11-01T02:00:41Z, older than retention_period 7d
+      snapshots: []
+      owned: []
 kept:
   description: The backups in scope that stay, newest first, with every rule that keeps them.
   type: list
@@ -168,6 +174,12 @@ snapshots_deleted:
   description: Volume snapshots deleted through their provider (in check mode, empty; the snapshots of RV(expired) would go).
   type: list
   elements: dict
+  returned: always
+owned_deleted:
+  description: Repository prefixes outside a backup's own directory deleted with it (see C(owned) in RV(expired)), including those an
+    interrupted earlier run had listed; in check mode, empty.
+  type: list
+  elements: str
   returned: always
 partial_uploads:
   description: Never-committed uploads removed (S3 multipart uploads aborted, local temporary files deleted).

@@ -284,3 +284,39 @@ def test_offline_meta_host_is_refused_before_br(fakes, s3spec):
     with pytest.raises(EngineError, match="metad0:9559 \\(OFFLINE\\)"):
         run_backup(s3spec, request(fakes))
     assert br_calls(fakes) == []
+
+
+def test_retention_deletes_br_files_with_the_backup_and_finishes_an_interrupted_deletion(fakes, s3spec, monkeypatch):
+    from ansible_collections.dataprotection.databases.plugins.module_utils import retention  # pylint: disable=import-outside-toplevel
+    names = [run_backup(s3spec, request(fakes))["manifest"]["nebula_br"]["name"] for dummy in range(3)]
+    assert len(set(names)) == 3 and all(keys(s3spec, "%s/nebula-br/%s/" % (CLUSTER, n)) for n in names)
+    before = keys(s3spec, CLUSTER + "/")
+    plan = retention.run_retention(s3spec, CLUSTER, retention.Policy(keep_last=2), check_mode=True)
+    (row,) = plan["expired"]
+    (owned,) = row["owned"]
+    files = keys(s3spec, "%s/nebula-br/%s/" % (CLUSTER, names[0]))
+    assert owned["prefix"] == "%s/nebula-br/%s/" % (CLUSTER, names[0]) and owned["objects"] == len(files) and owned["bytes"] > 0
+    assert plan["bytes_freed"] == row["stored_size"] + owned["bytes"] and plan["owned_deleted"] == []
+    assert keys(s3spec, CLUSTER + "/") == before, "check mode deleted something"
+    assert not any("backup_retention" in w for w in nebula.br_warnings([]))
+
+    done = retention.run_retention(s3spec, CLUSTER, retention.Policy(keep_last=2))
+    assert done["changed"] and done["owned_deleted"] == [owned["prefix"]]
+    assert keys(s3spec, owned["prefix"]) == [] and all(keys(s3spec, "%s/nebula-br/%s/" % (CLUSTER, n)) for n in names[1:])
+
+    # Interrupted after the un-commit: the BR files are listed under pending-deletions, and the next run deletes them.
+    real = retention._delete_leftover  # pylint: disable=protected-access
+
+    def interrupted(repo, record, found):
+        raise RepositoryError("connection reset while deleting %s" % record["repository_prefix"])
+
+    monkeypatch.setattr(retention, "_delete_leftover", interrupted)
+    with pytest.raises(RepositoryError, match="connection reset"):
+        retention.run_retention(s3spec, CLUSTER, retention.Policy(keep_last=1))
+    pending = keys(s3spec, "%s/pending-deletions/" % CLUSTER)
+    assert len(pending) == 1 and keys(s3spec, "%s/nebula-br/%s/" % (CLUSTER, names[1]))
+    monkeypatch.setattr(retention, "_delete_leftover", real)
+    done = retention.run_retention(s3spec, CLUSTER, retention.Policy(keep_last=1))
+    assert done["changed"] and done["expired"] == [] and done["owned_deleted"] == ["%s/nebula-br/%s/" % (CLUSTER, names[1])]
+    assert keys(s3spec, "%s/nebula-br/%s/" % (CLUSTER, names[1])) == [] and keys(s3spec, "%s/pending-deletions/" % CLUSTER) == []
+    assert keys(s3spec, "%s/nebula-br/%s/" % (CLUSTER, names[2])), "the kept backup's BR files were deleted"

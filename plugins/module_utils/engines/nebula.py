@@ -536,8 +536,6 @@ def br_warnings(spaces):
         "nebula-br: BR takes the S3 secret key as a command-line flag only (no environment variable, no file): the repository's "
         "secret_key is visible in this host's process list while br runs, and BR hands it to the nebula-agent of every host",
         "nebula-br: while BR creates the backup, the meta service blocks DDL and DML statements of the cluster",
-        "nebula-br: deleting this backup from the repository (backup_retention) leaves BR's files under <cluster>/%s/; remove them with "
-        "br cleanup --name" % BR_SUBDIR,
     ]
     if spaces:
         warnings.append("nebula-br: --spaces is EXPERIMENTAL in BR, and restoring such a backup erases every other space of the cluster")
@@ -753,6 +751,17 @@ def run_backup(request, ctx):
         "nebula_br": {"name": name, "storage": target.uri, "meta": server["meta"], "spaces": record["spaces"], "all_spaces": not wanted,
                       "files": len(files), "size": record["size"], "storage_hosts": server["storage_hosts"]},
     }
+
+
+def owned_prefixes(manifest):
+    """BR's files of a ``nebula-br`` backup into S3: under ``<cluster>/nebula-br/<name>/`` of the repository, outside the backup's own prefix.
+
+    Retention deletes them with the backup."""
+    info = manifest.get("nebula_br") or {}
+    name = info.get("name")
+    if manifest.get("method") != "nebula-br" or "nebula_snapshot" in manifest or not name or not _BR_NAME.match(name):
+        return []
+    return ["%s/%s/%s/" % (manifest["cluster"], BR_SUBDIR, name)]
 
 
 def restores_into_server(manifest):
