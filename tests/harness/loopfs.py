@@ -5,7 +5,7 @@
 
 Fixtures:
 
-``btrfs_fs``  function: a fresh 300 MiB btrfs in a sparse file on a loop device,
+``btrfs_fs``  function: a fresh 1 GiB btrfs in a sparse file on a loop device,
               mounted on a temporary directory; ``.mount`` is its path,
               ``.subvolume(relative)`` makes a subvolume in it
 ``other_fs``  function: a small tmpfs mounted on a temporary directory, another
@@ -29,7 +29,9 @@ import tempfile
 
 import pytest
 
-IMAGE_SIZE = 300 * 1024 * 1024
+# Sparse: only what is written takes space.  300 MiB ran out when a PITR restore of a busy server wrote
+# its new timeline next to the WAL the source had preallocated.
+IMAGE_SIZE = 1024 * 1024 * 1024
 TMPFS_SIZE = "16m"
 SBIN_DIRS = ["/usr/local/sbin", "/usr/sbin", "/sbin"]
 
