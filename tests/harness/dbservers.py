@@ -40,6 +40,7 @@ import json
 import os
 import pathlib
 import pwd
+import random
 import secrets
 import shlex
 import shutil
@@ -114,14 +115,34 @@ def _tail_file(path, lines=LOG_TAIL_LINES):
     return _tail_text(data, lines)
 
 
+# Ports for the servers tests start: below Linux's default ephemeral range (32768-60999), where client
+# connections get their local ports: a port picked there (bind to port 0) can be taken by one of the
+# many connections the other test workers open before the server binds it.  Each pytest-xdist worker
+# draws from its own block, and a process never hands out a port twice.
+PORT_BASE = 20000
+PORT_BLOCK = 3000
+PORT_BLOCKS = 4
+_handed_out = set()
+
+
 def free_port():
-    """Return a TCP port of 127.0.0.1 that nothing listens on right now."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        sock.bind((LOOPBACK, 0))
-        return sock.getsockname()[1]
-    finally:
-        sock.close()
+    """Return a TCP port of 127.0.0.1 that nothing listens on right now, for a server a test starts."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    index = int(worker[2:]) if worker[2:].isdigit() else 0
+    low = PORT_BASE + (index % PORT_BLOCKS) * PORT_BLOCK
+    candidates = [p for p in range(low, low + PORT_BLOCK) if p not in _handed_out]
+    random.shuffle(candidates)
+    for port in candidates:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.bind((LOOPBACK, port))
+        except OSError:
+            continue
+        finally:
+            sock.close()
+        _handed_out.add(port)
+        return port
+    raise RuntimeError("no free port left in %d-%d" % (low, low + PORT_BLOCK - 1))
 
 
 def require_binary(path_or_name, package):
