@@ -447,10 +447,9 @@ def test_a_server_that_stops_is_explained_by_its_error_lines(tmp_path):
     log.write_text('ts=2026-01-01T00:00:00Z caller=main.go:551 level=info msg="Starting Prometheus Server"\n'
                    "fatal error: runtime: out of memory\n\n" + "".join("goroutine %d [running]:\n\truntime.throw()\n" % n for n in range(20)))
     assert hostfiles.log_reason(str(log)) == "fatal error: runtime: out of memory\n"
-    log.write_text("".join('ts=x level=info msg="step %d"\n' % n for n in range(12)) +
-                   'ts=x caller=main.go:1 level=error err="opening storage failed: lock DB directory: resource temporarily unavailable"\n'
-                   'ts=x level=info msg="See you next time!"\n')
-    assert hostfiles.log_reason(str(log)) == 'ts=x caller=main.go:1 level=error err="opening storage failed: lock DB directory: resource temporarily unavailable"\n'
+    error = 'ts=x caller=main.go:1 level=error err="opening storage failed: lock DB directory: resource temporarily unavailable"\n'
+    log.write_text("".join('ts=x level=info msg="step %d"\n' % n for n in range(12)) + error + 'ts=x level=info msg="See you next time!"\n')
+    assert hostfiles.log_reason(str(log)) == error
     log.write_text("".join("line %d\n" % n for n in range(12)))
     assert hostfiles.log_reason(str(log)) == "".join("line %d\n" % n for n in range(4, 12))
     assert hostfiles.log_reason(str(tmp_path / "missing.log")) == ""
