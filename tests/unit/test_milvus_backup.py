@@ -95,6 +95,10 @@ def restore(spec, backup_id, force=False, check_mode=False, **options):
 
 
 def test_backup_runs_create_then_get_with_a_private_config(spec, fake):
+    request = BackupRequest(engine="milvus", method="milvus-backup", cluster="mb", connection=connection(), options={"backend": fake["config"]})
+    (warning,) = run_backup(spec, request, check_mode=True)["plan"]["warnings"]
+    assert "stays in bucket backups-bucket" in warning and "backup_retention) leaves it there" in warning and "milvus-backup delete -n" in warning
+    assert calls(fake) == [] and committed(spec, "mb") == []
     result = backup(spec, fake, collections=["docs", "plain"])
     manifest = result["manifest"]
     name = manifest["milvus_backup"]["name"]

@@ -809,7 +809,8 @@ def plan_tool_backup(request):
     conn = Client(request.connection)
     return {"server": conn.uri, "tool": tool, "bucket": backend["bucket"], "root_path": backend["root_path"], "config": backend["path"],
             "collections": list(request.options.get("collections") or []), "databases": list(conn.databases),
-            "warnings": ["method milvus-backup is EXPERIMENTAL: it has only run against a fake milvus-backup; the data stays in bucket %s"
+            "warnings": ["method milvus-backup is EXPERIMENTAL: it has only run against a fake milvus-backup; the data stays in bucket %s, "
+                         "and deleting the backup from the repository (backup_retention) leaves it there: remove it with milvus-backup delete -n"
                          % backend["bucket"]]}
 
 
