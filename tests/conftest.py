@@ -47,6 +47,19 @@ pytest_plugins = ["harness.dbservers", "harness.s3server"]
 PYTHON_FOR_AGENT = "/usr/bin/python3"
 
 
+@pytest.fixture(autouse=True)
+def _same_umask_after_each_test():
+    """Every test ends with the umask it started with.
+
+    The host command's main() sets 077 for itself; a test calling it in this
+    process would otherwise hand 077 to every later test of the worker and to
+    the ansible-playbook runs they start (files a server's user cannot read)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    yield
+    os.umask(umask)
+
+
 @pytest.fixture
 def agent(server_tmp_path):
     """The host command as the agent role lays it out: the core copied where the server's user can

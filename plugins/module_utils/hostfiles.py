@@ -12,6 +12,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import errno
 import json
 import os
 import shutil
@@ -99,6 +100,34 @@ def clear_directory(path):
             os.unlink(full)
 
 
+def make_dirs(path, mode=0o755):
+    """Create ``path`` and its missing parents, each with exactly ``mode``; return those created, outermost first.
+
+    ``os.makedirs`` applies the process umask (root's is often 077), which
+    would leave parents that the server's user cannot traverse; these get
+    ``mode`` whatever the umask is.  Existing directories are not changed.
+    """
+    missing = []
+    current = os.path.abspath(path)
+    while not os.path.isdir(current):
+        missing.append(current)
+        parent = os.path.dirname(current)
+        if parent == current:
+            break
+        current = parent
+    created = []
+    for directory in reversed(missing):
+        try:
+            os.mkdir(directory, mode)
+        except OSError as exc:
+            if exc.errno != errno.EEXIST or not os.path.isdir(directory):
+                raise
+            continue
+        os.chmod(directory, mode)
+        created.append(directory)
+    return created
+
+
 class Target(object):
     """A restore target: emptied (or created) on entry, emptied (or removed) again if the restore fails.
 
@@ -114,7 +143,8 @@ class Target(object):
     def __enter__(self):
         self.created = not os.path.exists(self.data_dir)
         if self.created:
-            os.makedirs(self.data_dir, self.mode)
+            make_dirs(os.path.dirname(os.path.abspath(self.data_dir)))
+            make_dirs(self.data_dir, self.mode)
         elif os.listdir(self.data_dir):
             clear_directory(self.data_dir)
         return self
@@ -186,9 +216,7 @@ def config_differs(path, config):
 
 def write_config(path, config, uid, gid):
     """Write a host-command configuration atomically: mode 0600, owned by uid:gid."""
-    directory = os.path.dirname(path)
-    if not os.path.isdir(directory):
-        os.makedirs(directory, 0o755)
+    make_dirs(os.path.dirname(path))
     tmp = path + ".tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
@@ -211,9 +239,7 @@ def read_text(path):
 
 def write_text(path, content, mode=0o644):
     """Write a text file atomically (a temporary name, fsync, rename)."""
-    directory = os.path.dirname(path)
-    if not os.path.isdir(directory):
-        os.makedirs(directory, 0o755)
+    make_dirs(os.path.dirname(path))
     tmp = path + ".tmp"
     with open(tmp, "w") as handle:
         handle.write(content)

@@ -170,6 +170,9 @@ def test_backup_and_restore_with_the_same_samples(tmp_path, prometheus_factory, 
     assert plan["owner"] == "prometheus" and plan["blocks"] == len(manifest["blocks"]) and plan["tools"]["prometheus"], run
     assert not os.path.exists(target)
 
+    # As root with a umask of 077 (common on hardened hosts; it reaches the module): the new parent
+    # directory must still let Prometheus through to its storage path and its configuration.
+    os.umask(0o077)  # the test's umask is put back after it (conftest)
     run = run_tasks([task("restore", "restored", start=True, port=port, **restore_args)])
     restored = run["restored"].get("restored") or {}
     if restored.get("server"):
@@ -179,6 +182,7 @@ def test_backup_and_restore_with_the_same_samples(tmp_path, prometheus_factory, 
 
     # The restored blocks: owned by prometheus, directories 0750, files 0640.
     prom = pwd.getpwnam("prometheus")
+    assert os.stat(os.path.dirname(target)).st_mode & 0o777 == 0o755
     st = os.stat(target)
     assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (prom.pw_uid, prom.pw_gid, 0o750)
     checked = 0

@@ -208,3 +208,24 @@ def test_a_backup_id_under_which_anything_is_stored_is_never_taken(tmp_path, mon
     with pytest.raises(RepositoryError, match="backup id c1-dump-20260601100000 is taken") as caught:
         backup.allocate_backup_id(repo, "c1", "dump")
     assert "clock" in caught.value.hint
+
+
+def test_restore_targets_and_their_parents_get_their_modes_under_any_umask(tmp_path):
+    """A restore run with root's common umask 077 must still leave the new parents traversable by the server's user."""
+    from ansible_collections.dataprotection.databases.plugins.module_utils import hostfiles  # pylint: disable=import-outside-toplevel
+    os.umask(0o077)  # the test's umask is put back after it (conftest)
+    data_dir = tmp_path / "srv" / "restored" / "data"
+    with hostfiles.Target(str(data_dir), 0o750):
+        (data_dir / "file").write_text("x")
+    assert [oct(os.stat(str(p)).st_mode & 0o777) for p in (tmp_path / "srv", tmp_path / "srv" / "restored", data_dir)] == ["0o755", "0o755", "0o750"]
+    assert hostfiles.make_dirs(str(data_dir)) == [] and oct(os.stat(str(data_dir)).st_mode & 0o777) == "0o750"
+    created = hostfiles.make_dirs(str(tmp_path / "a" / "b"), 0o750)
+    assert created == [str(tmp_path / "a"), str(tmp_path / "a" / "b")] and all(os.stat(p).st_mode & 0o777 == 0o750 for p in created)
+    # A failed restore removes the directory it created (its new parents stay, as empty directories).
+    with pytest.raises(RuntimeError):
+        with hostfiles.Target(str(tmp_path / "x" / "data")):
+            raise RuntimeError("restore failed")
+    assert not (tmp_path / "x" / "data").exists() and (tmp_path / "x").is_dir()
+    (tmp_path / "file").write_text("")
+    with pytest.raises(OSError):
+        hostfiles.make_dirs(str(tmp_path / "file" / "sub"))

@@ -371,10 +371,6 @@ def test_scheduled_run_reports_the_backup_when_retention_then_fails(tmp_path, mo
 
     monkeypatch.setattr(backup, "run_backup", fake_backup)
     monkeypatch.setattr(retention, "run_retention", busy)
-    # The host command sets a umask of 077 for itself; in this process it would outlive the test.
-    umask = os.umask(0o022)
-    os.umask(umask)
-    monkeypatch.setattr(os, "umask", lambda mask: umask)
     config = tmp_path / "schedule-n.json"
     config.write_text(json.dumps({"repo": {"type": "local", "path": str(tmp_path)}, "cluster": "c", "engine": "postgresql",
                                   "method": "pg-basebackup", "labels": {"schedule": "n"}, "retention": {"keep_last": 3, "retain_latest": True}}))

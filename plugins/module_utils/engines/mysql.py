@@ -450,8 +450,7 @@ def restore(repository, manifest, request, logs=None):
     conn = _restore_conn(manifest, request)
     user = hostfiles.lookup_user(owner, "MySQL/MariaDB")
     parent = os.path.dirname(data_dir.rstrip("/")) or "/"
-    if not os.path.isdir(parent):
-        os.makedirs(parent, 0o755)
+    hostfiles.make_dirs(parent)
     result = {"data_dir": data_dir, "owner": owner}
     with hostfiles.Target(data_dir, 0o750):
         # Staging next to the target: the prepared files are renamed into it, not copied.

@@ -1021,7 +1021,7 @@ def local_restore(repository, manifest, request, logs):
         for space_id in archive["space_ids"]:
             checkpoint = os.path.join(staging, str(space_id), "checkpoints", name)
             target = os.path.join(data_dir, "nebula", str(space_id))
-            os.makedirs(target, 0o755)
+            hostfiles.make_dirs(target)
             for part in ("data", "wal"):
                 if os.path.isdir(os.path.join(checkpoint, part)):
                     os.rename(os.path.join(checkpoint, part), os.path.join(target, part))

@@ -536,8 +536,8 @@ class ShippingLock(object):
         import fcntl  # pylint: disable=import-outside-toplevel
 
         directory = os.path.dirname(self.path)
-        if directory and not os.path.isdir(directory):
-            os.makedirs(directory, 0o755)
+        if directory:
+            hostfiles.make_dirs(directory)
         self.handle = open(self.path, "a")
         fcntl.flock(self.handle, fcntl.LOCK_EX)
         return self

@@ -1269,16 +1269,11 @@ def restore(repository, manifest, request, logs=None):
     group = request.options.get("group")
     hostfiles.lookup_user(owner, "Redis")
     steps, notes, loads = layout(manifest, settings, data_dir)
-    parent = os.path.dirname(data_dir.rstrip("/")) or "/"
-    if not os.path.isdir(parent):
-        os.makedirs(parent, 0o755)
     written = {}
     with hostfiles.Target(data_dir, 0o750):
         for step in steps:
             path = os.path.join(data_dir, step["path"])
-            directory = os.path.dirname(path)
-            if not os.path.isdir(directory):
-                os.makedirs(directory, 0o750)
+            hostfiles.make_dirs(os.path.dirname(path), 0o750)
             if step["what"] == "aof-manifest":
                 text = _read_object(repository, manifest, step["object"]).decode("utf-8")
                 text, dummy = rewrite_aof_manifest(text, step["rename"][0], step["rename"][1])

@@ -45,7 +45,7 @@ import os
 import re
 import uuid
 
-from ansible_collections.dataprotection.databases.plugins.module_utils import tools
+from ansible_collections.dataprotection.databases.plugins.module_utils import hostfiles, tools
 from ansible_collections.dataprotection.databases.plugins.module_utils.errors import ConfigError, EngineError, ToolError
 from ansible_collections.dataprotection.databases.plugins.module_utils.timeutil import format_time, utcnow
 
@@ -474,8 +474,8 @@ def restore(record, target, check_mode=False, force=False):
         st = os.lstat(target)
         mode = (st.st_mode & 0o7777, st.st_uid, st.st_gid)
         os.rmdir(target)
-    elif not os.path.isdir(parent):
-        os.makedirs(parent, 0o755)
+    else:
+        hostfiles.make_dirs(parent)
     try:
         _run(["subvolume", "snapshot", snapshot, target])
     except BaseException:

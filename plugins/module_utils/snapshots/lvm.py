@@ -70,7 +70,7 @@ import re
 import shlex
 import tempfile
 
-from ansible_collections.dataprotection.databases.plugins.module_utils import tools
+from ansible_collections.dataprotection.databases.plugins.module_utils import hostfiles, tools
 from ansible_collections.dataprotection.databases.plugins.module_utils.errors import ConfigError, DataProtectionError, EngineError, ToolError
 from ansible_collections.dataprotection.databases.plugins.module_utils.timeutil import format_time, utcnow
 
@@ -1032,7 +1032,7 @@ def restore(record, target, check_mode=False, force=False, **options):  # pylint
     try:
         for argv in commands:
             if os.path.basename(argv[0]) == "mount" and make_point:
-                os.makedirs(point, 0o755)
+                hostfiles.make_dirs(point)
                 made_point = True
             _run_step(argv)
             if os.path.basename(argv[0]) == "lvcreate":
