@@ -31,6 +31,60 @@ def lookup_user(name, what="the server"):
         raise ConfigError("owner %r is not a user on this host" % name, hint="Create the user or set owner to the user %s runs as" % what)
 
 
+def unreachable_parent(path, user):
+    """The first existing parent of ``path`` that ``user`` (a passwd entry) may not search, as ``(directory, stat)``, or None.
+
+    By the mode bits (not ACLs); parents the restore creates get 0755, and
+    ``path`` itself is given to the user."""
+    if user.pw_uid == 0:
+        return None
+    import grp  # pylint: disable=import-outside-toplevel
+
+    groups = set([user.pw_gid] + [g.gr_gid for g in grp.getgrall() if user.pw_name in g.gr_mem])
+    parents = []
+    current = os.path.abspath(path)
+    while os.path.dirname(current) != current:
+        current = os.path.dirname(current)
+        parents.append(current)
+    for directory in reversed(parents):
+        try:
+            st = os.stat(directory)
+        except OSError:
+            return None
+        if st.st_uid == user.pw_uid:
+            bit = 0o100
+        elif st.st_gid in groups:
+            bit = 0o010
+        else:
+            bit = 0o001
+        if not st.st_mode & bit:
+            return directory, st
+    return None
+
+
+def check_reachable(path, user, server):
+    """Refuse a target that ``server``, run as ``user``, could not reach (a parent it may not search)."""
+    found = unreachable_parent(path, user)
+    if found:
+        import grp  # pylint: disable=import-outside-toplevel
+        import pwd  # pylint: disable=import-outside-toplevel
+
+        directory, st = found
+        try:
+            owner = pwd.getpwuid(st.st_uid).pw_name
+        except KeyError:
+            owner = str(st.st_uid)
+        try:
+            group = grp.getgrgid(st.st_gid).gr_name
+        except KeyError:
+            group = str(st.st_gid)
+        raise ConfigError(
+            "%s, run as %s, could not reach %s: %s is mode %04o, owner %s, group %s"
+            % (server, user.pw_name, path, directory, st.st_mode & 0o7777, owner, group),
+            hint="Restore under a directory %s can search, or let it through (for example chmod o+x %s); or leave start off" % (user.pw_name, directory),
+        )
+
+
 def chown_tree(path, owner, group=None):
     import grp  # pylint: disable=import-outside-toplevel
 

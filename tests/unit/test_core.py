@@ -229,3 +229,34 @@ def test_restore_targets_and_their_parents_get_their_modes_under_any_umask(tmp_p
     (tmp_path / "file").write_text("")
     with pytest.raises(OSError):
         hostfiles.make_dirs(str(tmp_path / "file" / "sub"))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: directories owned by another user")
+def test_which_parent_a_server_user_cannot_search_by_owner_group_and_other_bits():
+    import pwd  # pylint: disable=import-outside-toplevel
+    import shutil  # pylint: disable=import-outside-toplevel
+    import tempfile  # pylint: disable=import-outside-toplevel
+
+    from ansible_collections.dataprotection.databases.plugins.module_utils import hostfiles  # pylint: disable=import-outside-toplevel
+    nobody = pwd.getpwnam("nobody")
+    base = tempfile.mkdtemp(prefix="dp-reach-", dir="/tmp")
+    try:
+        os.chmod(base, 0o755)
+        owned = os.path.join(base, "owned")  # nobody's own, 0700
+        os.mkdir(owned)
+        os.chown(owned, nobody.pw_uid, 0)
+        os.chmod(owned, 0o700)
+        grouped = os.path.join(owned, "grouped")  # root's, searchable by nobody's group only
+        os.mkdir(grouped)
+        os.chown(grouped, 0, nobody.pw_gid)
+        os.chmod(grouped, 0o710)
+        closed = os.path.join(grouped, "closed")  # root's, 0750 in group root
+        os.mkdir(closed)
+        os.chmod(closed, 0o750)
+        assert hostfiles.unreachable_parent(os.path.join(closed, "data"), nobody)[0] == closed
+        assert hostfiles.unreachable_parent(os.path.join(grouped, "new", "data"), nobody) is None
+        assert hostfiles.unreachable_parent(os.path.join(closed, "data"), pwd.getpwnam("root")) is None
+        os.chmod(owned, 0o600)
+        assert hostfiles.unreachable_parent(os.path.join(closed, "data"), nobody)[0] == owned
+    finally:
+        shutil.rmtree(base)

@@ -16,8 +16,11 @@ __metaclass__ = type
 
 import json
 import os
+import pwd
+import shutil
 import socket
 import sys
+import tempfile
 import threading
 import time
 
@@ -309,7 +312,7 @@ def test_layout_without_a_target_configuration_follows_the_backup():
 
 
 def test_restore_plan_refusals(tmp_path, monkeypatch):
-    monkeypatch.setattr(redis.hostfiles, "lookup_user", lambda name, what=None: None)
+    monkeypatch.setattr(redis.hostfiles, "lookup_user", lambda name, what=None: pwd.getpwuid(os.getuid()))
     conf = tmp_path / "redis.conf"
     conf.write_text("databases 4\n")
     request = RestoreRequest("redis", "c", str(tmp_path / "new"), backup_id="x", options={"defaults_file": str(conf)})
@@ -338,6 +341,31 @@ def test_restore_plan_refusals(tmp_path, monkeypatch):
     with pytest.raises(ConfigError) as err:
         redis.plan_restore(None, backup_manifest(), RestoreRequest("redis", "c", str(tmp_path / "new"), backup_id="x"), logs=[])
     assert "point-in-time restores are not offered" in str(err.value)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: a directory another user cannot search, and that user")
+def test_a_started_restore_refuses_a_target_its_user_cannot_reach(monkeypatch):
+    """The server would start as its user: a parent it may not search refuses the restore before anything changes."""
+    nobody = pwd.getpwnam("nobody")
+    monkeypatch.setattr(redis.hostfiles, "lookup_user", lambda name, what=None: nobody)
+    base = tempfile.mkdtemp(prefix="dp-reach-", dir="/tmp")
+    try:
+        os.chmod(base, 0o755)
+        locked = os.path.join(base, "locked")
+        os.mkdir(locked, 0o700)
+        os.chmod(locked, 0o700)
+        target = os.path.join(locked, "srv", "redis")
+        request = RestoreRequest("redis", "c", target, backup_id="x", options={"start": True})
+        with pytest.raises(ConfigError) as err:
+            redis.plan_restore(None, backup_manifest(), request)
+        assert err.value.message == "redis-server, run as nobody, could not reach %s: %s is mode 0700, owner root, group root" % (target, locked)
+        assert "chmod o+x %s" % locked in err.value.hint and not os.path.exists(os.path.join(locked, "srv"))
+        # Without start the files are only laid down: the plan goes on (the operator moves them or starts the server).
+        assert redis.plan_restore(None, backup_manifest(), RestoreRequest("redis", "c", target, backup_id="x"))["start"] is False
+        os.chmod(locked, 0o711)
+        assert redis.hostfiles.unreachable_parent(target, nobody) is None
+    finally:
+        shutil.rmtree(base)
 
 
 # Targets in use -------------------------------------------------------------------

@@ -412,13 +412,15 @@ def plan_restore(repository, manifest, request, logs=None):
     data_dir = request.target
     entries = check_target(data_dir, request.force)
     owner = _owner(request)
-    hostfiles.lookup_user(owner, "MySQL/MariaDB")
+    user = hostfiles.lookup_user(owner, "MySQL/MariaDB")
     objects = [o for o in manifest["objects"] if o["name"].startswith(BACKUP_OBJECT)]
     if len(objects) != 1:
         raise EngineError("backup %s has no %s object" % (manifest["backup_id"], BACKUP_OBJECT))
     conn = _restore_conn(manifest, request)
     needed = ["stream", "backup"]
     if logs is not None or request.options.get("start"):
+        # A server runs as the owner on the restored directory: to replay the binary logs, or started.
+        hostfiles.check_reachable(data_dir, user, "mysqld")
         needed += ["server", "client"]
     if logs is not None:
         needed.append("binlog")
@@ -806,7 +808,7 @@ def snapshot_facts(request, ctx, held):
 def plan_snapshot_restore(repository, manifest, request, logs, data_dir, mounted=False):
     """Checks before a snapshot restore touches anything; returns the engine's part of the plan."""
     owner = _owner(request)
-    hostfiles.lookup_user(owner, "MySQL/MariaDB")
+    user = hostfiles.lookup_user(owner, "MySQL/MariaDB")
     if mounted:
         if not os.path.isdir(os.path.join(data_dir, "mysql")):
             raise ConfigError(
@@ -821,6 +823,7 @@ def plan_snapshot_restore(repository, manifest, request, logs, data_dir, mounted
     conn = _restore_conn(manifest, request)
     needed = []
     if logs is not None or request.options.get("start"):
+        hostfiles.check_reachable(data_dir, user, "mysqld")
         needed += ["server", "client"]
     positions = manifest.get("positions") or {}
     if logs is not None:

@@ -234,8 +234,7 @@ def plan_restore(repository, manifest, request, wal=None):
     """What a restore would do; checks the target and the objects without changing anything."""
     data_dir = request.target
     entries = check_target(data_dir, request.force)
-    owner = request.options.get("owner") or "postgres"
-    _user(owner)
+    owner = _restore_owner(request, data_dir)
     base = [o for o in manifest["objects"] if o["name"].startswith(BASE_OBJECT)]
     if len(base) != 1:
         raise EngineError("backup %s has no %s object" % (manifest["backup_id"], BASE_OBJECT))
@@ -278,6 +277,15 @@ def restore(repository, manifest, request, wal=None):
 
 def _user(name):
     return hostfiles.lookup_user(name, "PostgreSQL")
+
+
+def _restore_owner(request, data_dir):
+    """The user the restored files go to (``owner``, default postgres); with ``start``, it must reach ``data_dir``."""
+    owner = request.options.get("owner") or "postgres"
+    user = _user(owner)
+    if request.options.get("start"):
+        hostfiles.check_reachable(data_dir, user, "PostgreSQL")
+    return owner
 
 
 def start_and_wait(data_dir, owner, request, server_version=None):
@@ -565,8 +573,7 @@ def _wal_objects(manifest):
 
 def plan_snapshot_restore(repository, manifest, request, wal, data_dir, mounted=False):
     """Checks before a snapshot restore touches anything; returns the engine's part of the plan."""
-    owner = request.options.get("owner") or "postgres"
-    _user(owner)
+    owner = _restore_owner(request, data_dir)
     if not manifest.get("backup_label"):
         raise EngineError("backup %s has no backup_label in its manifest" % manifest["backup_id"])
     if mounted:

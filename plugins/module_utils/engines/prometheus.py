@@ -474,6 +474,16 @@ def retention_days(manifest, now=None):
     return max(15, age.days + 2)
 
 
+def plan_start(request, data_dir, user):
+    """The checks before Prometheus is started on a restored storage path: the user reaches it, the binary, the port; the binary."""
+    hostfiles.check_reachable(data_dir, user, "Prometheus")
+    binary = prometheus_binary(request.options.get("bin_dir"))
+    if port_in_use(_listen(request.options), _port(request.options)):
+        raise ConfigError("port %d on %s is in use: Prometheus cannot be started on it" % (_port(request.options), _listen(request.options)),
+                          hint="Give another port, or leave start off")
+    return binary
+
+
 def plan_restore(repository, manifest, request, logs=None):
     """What a restore would do; checks the target, the owner, the tools and the port without changing anything."""
     data_dir = request.target
@@ -488,10 +498,7 @@ def plan_restore(repository, manifest, request, logs=None):
     found = {"tar": tools.find_tool("tar", package="tar")}
     start = bool(request.options.get("start"))
     if start:
-        found["prometheus"] = prometheus_binary(request.options.get("bin_dir"))
-        if port_in_use(_listen(request.options), _port(request.options)):
-            raise ConfigError("port %d on %s is in use: Prometheus cannot be started on it" % (_port(request.options), _listen(request.options)),
-                              hint="Give another port, or leave start off")
+        found["prometheus"] = plan_start(request, data_dir, user)
     return {
         "backup_id": manifest["backup_id"],
         "base_end_time": manifest["end_time"],
@@ -740,10 +747,7 @@ def plan_snapshot_restore(repository, manifest, request, logs, data_dir, mounted
     start = bool(request.options.get("start"))
     found = {}
     if start:
-        found["prometheus"] = prometheus_binary(request.options.get("bin_dir"))
-        if port_in_use(_listen(request.options), _port(request.options)):
-            raise ConfigError("port %d on %s is in use: Prometheus cannot be started on it" % (_port(request.options), _listen(request.options)),
-                              hint="Give another port, or leave start off")
+        found["prometheus"] = plan_start(request, data_dir, user)
     return {
         "data_dir": data_dir,
         "owner": owner,

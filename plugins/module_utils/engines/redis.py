@@ -1226,7 +1226,8 @@ def plan_restore(repository, manifest, request, logs=None):
 
 
 def plan_start(manifest, request, settings, data_dir):
-    """The checks before a server is started on a restored directory: its binary, its version, its dir, its port."""
+    """The checks before a server is started on a restored directory: its user reaches it, its binary, its version, its dir, its port."""
+    hostfiles.check_reachable(data_dir, hostfiles.lookup_user(_owner(request), "Redis"), "redis-server")
     binary = server_tool(request)
     version = tool_version(binary)
     have, want = version_tuple(version), version_tuple(manifest.get("engine_version"))
