@@ -151,6 +151,8 @@ options:
     description:
       - Start the server on the restored directory and wait until recovery has reached the target and the server
         has been promoted (accepts writes).
+      - The server runs as O(owner); a O(data_dir) below a directory that user may not search is refused before
+        anything is written (parents the restore creates get mode 0755).
     type: bool
     default: false
   port:
