@@ -99,7 +99,7 @@ def running():
     """A running milvus-lite server (``.uri``, ``.port``, ``.connection``), stopped and removed afterwards; the test is skipped
     when milvus_lite is not importable.  A test module makes it a fixture: ``with running() as server: yield server``."""
     if not milvus_lite_available():
-        pytest.skip("milvus_lite (and pymilvus) are not importable: pip install milvus-lite pymilvus to run the Milvus tests")
+        pytest.skip("no Milvus server can run here: milvus_lite (and pymilvus) are not importable; pip install milvus-lite pymilvus")
     base_dir = tempfile.mkdtemp(prefix="milvus-lite-")
     server = MilvusLiteServer(base_dir)
     try:

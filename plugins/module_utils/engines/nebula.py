@@ -548,9 +548,7 @@ def plan_backup(request):
     backend = check_backend(request)
     if backend == "local":
         return plan_local(request)
-    storage = "s3://<bucket>/<prefix>/%s/%s/ of the repository" % (request.cluster, BR_SUBDIR)
-    if request.repository is not None:
-        storage = BrTarget(request.repository.repo, request.cluster, backend).uri
+    storage = BrTarget(request.repository.repo, request.cluster, backend).uri
     br = br_binary(request)
     conn = Connection(request.connection)
     wanted = list(request.options.get("collections") or [])
