@@ -11,6 +11,7 @@ import datetime
 import json
 import os
 import re
+import types
 
 import pytest
 
@@ -194,7 +195,7 @@ def test_a_backup_id_under_which_anything_is_stored_is_never_taken(tmp_path, mon
     clock = iter([first, t("2026-06-01T10:00:00.900000Z"), t("2026-06-01T10:00:01.010000Z")])
     slept = []
     monkeypatch.setattr(backup, "utcnow", lambda: next(clock))
-    monkeypatch.setattr(backup.time, "sleep", slept.append)
+    monkeypatch.setattr(backup, "time", types.SimpleNamespace(monotonic=lambda: 0.0, sleep=slept.append))
     repo.put_bytes("c1/backups/c1-dump-20260601100000/manifest.json", b"{}")
     assert backup.allocate_backup_id(repo, "c1", "dump") == ("c1-dump-20260601100001", t("2026-06-01T10:00:01.010000Z"))
     assert [round(s, 2) for s in slept] == [0.61, 0.11]
@@ -204,7 +205,7 @@ def test_a_backup_id_under_which_anything_is_stored_is_never_taken(tmp_path, mon
     assert backup.allocate_backup_id(repo, "c1", "datafile")[0] == "c1-datafile-20260601100000"
     assert backup.allocate_backup_id(repo, "c2", "dump")[0] == "c2-dump-20260601100000"
     # A clock stuck behind what is stored gives up instead of writing into it.
-    monkeypatch.setattr(backup.time, "monotonic", iter([0.0, 1.0, 6.0]).__next__)
+    monkeypatch.setattr(backup, "time", types.SimpleNamespace(monotonic=iter([0.0, 1.0, 6.0]).__next__, sleep=slept.append))
     with pytest.raises(RepositoryError, match="backup id c1-dump-20260601100000 is taken") as caught:
         backup.allocate_backup_id(repo, "c1", "dump")
     assert "clock" in caught.value.hint

@@ -28,6 +28,7 @@ import struct
 import subprocess
 import sys
 import time
+import types
 
 import pytest
 
@@ -241,17 +242,10 @@ def test_a_restore_by_id_brings_back_the_documents_with_the_oplog_replayed(serve
 def test_backups_one_after_the_other_within_a_second_keep_both(server, spec, monkeypatch):
     """The second backup of a second gets the next second's id; the first one's objects stay as they were."""
     now = [datetime.datetime(2026, 6, 1, 10, 0, 0, 500000, tzinfo=datetime.timezone.utc)]
-    real_sleep = time.sleep
-
-    def sleep(seconds):
-        if sys._getframe(1).f_code.co_name == "allocate_backup_id":  # pylint: disable=protected-access
-            now.append(now.pop() + datetime.timedelta(seconds=seconds))
-        else:
-            real_sleep(seconds)
-
-    # The clock stands still until the second backup waits for the next second.
+    # The backup module's clock stands still until a backup waits for the next second.
     monkeypatch.setattr(backup_module, "utcnow", lambda: now[0])
-    monkeypatch.setattr(backup_module.time, "sleep", sleep)
+    monkeypatch.setattr(backup_module, "time", types.SimpleNamespace(
+        monotonic=time.monotonic, sleep=lambda seconds: now.append(now.pop() + datetime.timedelta(seconds=seconds))))
     first = run_backup(spec, dump_request(server))
     before = {path: open(path, "rb").read() for path in stored(spec)}
     state = server.state
